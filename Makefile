@@ -1,0 +1,39 @@
+# Talking Head Studio — developer entry points. Every target sets up .venv itself.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# re-install whenever the dependency pins change
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: setup demo test gui bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (the studio needs CPython 3.11)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	# mediapipe 0.10.21 is the last release that ships the face-mesh models; --no-deps keeps its
+	# non-headless OpenCV (Qt5 plugins that clash with PySide6) and jax out; see README.
+	$(PY) -m pip install --quiet --no-deps mediapipe==0.10.21
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+demo: setup
+	mkdir -p out
+	$(VENV)/bin/talkstudio render --image resources/obama_official.jpg \
+		--audio resources/grid_bbaf2n.wav --output out/demo.mp4
+	@echo "wrote out/demo.mp4"
+
+test: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+gui: setup
+	$(VENV)/bin/talkstudio gui
+
+bench: setup
+	$(PY) benchmarks/bench_render.py
+
+clean:
+	rm -rf out build dist .pytest_cache
