@@ -1,0 +1,194 @@
+"""The embedded default engine ("lite"): a landmark-driven warp of the photo, no neural weights.
+
+Per frame: combine the rig's basis fields with the frame's controls, invert them into backward maps
+(one per layer), remap the head region of the full-resolution photo, then fill the lip opening with the
+mouth interior. Only the head region (``FaceRig.roi``) is ever touched; every other pixel of the
+output is the photo's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from studio.engine.face.detect import FaceLandmarks
+from studio.engine.lite.mouth import MouthPalette, shade_interior
+from studio.engine.lite.rig import FaceRig, Proportions
+from studio.engine.lite.warp import invert_field, upsample
+
+
+@dataclass
+class LiteIdentity:
+    """Everything the lite engine precomputes for one photo (built by :meth:`LiteEngine.prepare`)."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB, the photo (even size)
+    rig: FaceRig
+    palette: MouthPalette
+    mouth_window: tuple[int, int, int, int]  # (i0, i1, j0, j1) coarse rows/cols around the mouth
+    upper_edge: float  # v of the upper incisal edge below the lip line (skull frame), pixels
+    roi_xy: np.ndarray  # (h, w, 2) float32 pixel coordinates of the ROI (the identity map)
+    frame: np.ndarray  # (H, W, 3) uint8 output buffer, reused for every frame
+
+
+class LiteEngine:
+    """Landmark-warp talking-head renderer that runs on any CPU.
+
+    Args:
+        proportions: articulation ranges (see :class:`~studio.engine.lite.rig.Proportions`).
+    """
+
+    name = "lite"
+
+    def __init__(self, *, proportions: Proportions = Proportions()) -> None:
+        self.proportions = proportions
+
+    def prepare(self, image: np.ndarray, face: FaceLandmarks) -> LiteIdentity:
+        """Build the rig and colour palette for one photo.
+
+        Args:
+            image: (H, W, 3) uint8 RGB photo; H and W even (the video size).
+            face: the subject's landmarks in that photo.
+        """
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+        image = np.ascontiguousarray(image)
+        rig = FaceRig(face.points, image.shape[:2], proportions=self.proportions)
+        palette = MouthPalette.from_photo(image, face.points, rig.gap0, rig.M)
+        window = self._mouth_window(rig)
+        upper_edge = 0.4 * rig.gap0 / 2 if rig.shows_teeth else 0.05 * rig.M
+        x0, y0, x1, y1 = rig.roi
+        gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+        return LiteIdentity(image=image, rig=rig, palette=palette, mouth_window=window,
+                            upper_edge=upper_edge, roi_xy=np.stack([gx, gy], axis=-1), frame=image.copy())
+
+    @staticmethod
+    def _mouth_window(rig: FaceRig) -> tuple[int, int, int, int]:
+        """Coarse-grid rows/cols covering every place the lip opening can reach."""
+        pr = rig.prop
+        reach_down = pr.jaw_drop_h * rig.H + pr.lower_drop_m * rig.M + rig.lip_lower + 0.05 * rig.M
+        reach_up = (pr.upper_raise_m + pr.teeth_raise_m) * rig.M + rig.lip_upper + 0.05 * rig.M
+        o, eu, ev = rig.mouth_origin, rig.eu, rig.ev
+        side = 0.25 * rig.M
+        pts = np.array([o + a * eu + b * ev for a in (rig.u_left - side, rig.u_right + side)
+                        for b in (-reach_up, reach_down)])
+        x0, y0, _, _ = rig.roi
+        s = rig.stride
+        gh, gw = rig.grid_shape
+        j0 = int(np.clip(np.floor((pts[:, 0].min() - x0) / s) - 1, 0, gw))
+        j1 = int(np.clip(np.ceil((pts[:, 0].max() - x0) / s) + 2, 0, gw))
+        i0 = int(np.clip(np.floor((pts[:, 1].min() - y0) / s) - 1, 0, gh))
+        i1 = int(np.clip(np.ceil((pts[:, 1].max() - y0) / s) + 2, 0, gh))
+        return i0, i1, j0, j1
+
+    # ------------------------------------------------------------------ per frame
+    def render(self, ident: LiteIdentity, controls: dict[str, float]) -> np.ndarray:
+        """Render one frame.
+
+        Args:
+            ident: from :meth:`prepare`.
+            controls: this frame's values (see :data:`~studio.engine.lite.rig.CONTROLS`).
+
+        Returns:
+            (H, W, 3) uint8 RGB frame. It is ``ident.frame``, overwritten by the next call: copy it to keep it.
+        """
+        rig = ident.rig
+        s = rig.stride
+        x0, y0, x1, y1 = rig.roi
+        c = rig.coefficients(controls)
+        f_up = np.tensordot(c, rig.basis_up, axes=1) / s
+        f_lo = np.tensordot(c, rig.basis_lo, axes=1) / s
+        p_up = self._to_pixels(rig, invert_field(f_up))
+        p_lo = self._to_pixels(rig, invert_field(f_lo))
+        a_up, a_lo = self._lip_depths(rig, p_up, p_lo)
+        coarse = np.where((a_up <= 0)[..., None], p_up, np.where((a_lo <= 0)[..., None], p_lo, p_up))
+        # upsample the displacement, not the positions: it is 0 at the ROI's edge, so clamping there is exact
+        fine = upsample(coarse - rig.grid_xy, s, (y1 - y0, x1 - x0))
+        fine += ident.roi_xy
+        roi = cv2.remap(ident.image, fine[..., 0], fine[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        self._render_mouth(ident, c, roi, p_up, p_lo)
+        ident.frame[y0:y1, x0:x1] = roi
+        return ident.frame
+
+    @staticmethod
+    def _to_pixels(rig: FaceRig, grid_pos: np.ndarray) -> np.ndarray:
+        """Grid units (column, row) -> absolute pixel positions."""
+        s = rig.stride
+        x0, y0 = rig.roi[:2]
+        out = (grid_pos + 0.5) * s - 0.5
+        out[..., 0] += x0
+        out[..., 1] += y0
+        return out.astype(np.float32)
+
+    @staticmethod
+    def _lip_depths(rig: FaceRig, p_up: np.ndarray, p_lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """How far the upper-layer source lies below the upper inner lip, and the lower-layer source above
+        the lower inner lip (pixels; <= 0 means the pixel shows that lip or the skin beyond it)."""
+        uv_up = rig.to_mouth(p_up)
+        uv_lo = rig.to_mouth(p_lo)
+        a_up = uv_up[..., 1] - rig.lip_line(uv_up[..., 0]) + rig.lip_gap(uv_up[..., 0]) / 2
+        a_lo = rig.lip_gap(uv_lo[..., 0]) / 2 - (uv_lo[..., 1] - rig.lip_line(uv_lo[..., 0]))
+        return a_up.astype(np.float32), a_lo.astype(np.float32)
+
+    def _render_mouth(self, ident: LiteIdentity, c: np.ndarray, roi: np.ndarray,
+                      p_up: np.ndarray, p_lo: np.ndarray) -> None:
+        """Redo the mouth window at full resolution: exact lip edges, then the interior in the opening."""
+        rig = ident.rig
+        s = rig.stride
+        i0, i1, j0, j1 = ident.mouth_window
+        if i1 <= i0 or j1 <= j0:
+            return
+        size = ((i1 - i0) * s, (j1 - j0) * s)
+        fy0, fx0 = i0 * s, j0 * s
+        size = (min(size[0], roi.shape[0] - fy0), min(size[1], roi.shape[1] - fx0))
+        f_up = upsample(p_up[i0:i1, j0:j1], s, size)
+        f_lo = upsample(p_lo[i0:i1, j0:j1], s, size)
+        a_up, a_lo = self._lip_depths(rig, f_up, f_lo)
+        hole = np.minimum(a_up, a_lo)
+        if hole.max() <= -1.0:
+            return  # lips closed everywhere: the coarse map is already exact enough
+        lips_map = np.where((a_up <= 0)[..., None], f_up, f_lo)
+        window = cv2.remap(ident.image, lips_map[..., 0], lips_map[..., 1], cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        # pixel coverage of the opening: 1 px anti-aliasing, never more than the opening is wide
+        alpha = np.clip(np.minimum(hole + 0.5, a_up + a_lo), 0.0, 1.0)
+        inside = alpha > 0
+        if inside.any():
+            interior = self._interior(ident, c, size, (i0, i1, j0, j1), a_up, a_lo)
+            window += (interior - window) * alpha[..., None]
+        roi[fy0:fy0 + size[0], fx0:fx0 + size[1]] = np.clip(window + 0.5, 0, 255).astype(np.uint8)
+
+    def _interior(self, ident: LiteIdentity, c: np.ndarray, size: tuple[int, int],
+                  window: tuple[int, int, int, int], a_up: np.ndarray, a_lo: np.ndarray) -> np.ndarray:
+        """(h, w, 3) float32 interior colours for the mouth window (used only where the lips part)."""
+        rig = ident.rig
+        s = rig.stride
+        i0, i1, j0, j1 = window
+        pos = {}
+        for name, coef in (("skull", rig.head_only(c)), ("jaw", rig.jaw_only(c))):
+            field = np.tensordot(coef, rig.basis_lo, axes=1) / s
+            grid = invert_field(field, window=window)
+            pos[name] = upsample(self._to_pixels(rig, grid), s, size)
+        uv_s = rig.to_mouth(pos["skull"])
+        uv_j = rig.to_mouth(pos["jaw"])
+        v_s = (uv_s[..., 1] - rig.lip_line(uv_s[..., 0])).astype(np.float32)
+        v_j = (uv_j[..., 1] - rig.lip_line(uv_j[..., 0])).astype(np.float32)
+        u = uv_s[..., 0].astype(np.float32)
+        half = np.where(u < 0, -rig.u_left, rig.u_right).astype(np.float32)
+        col = shade_interior(u=u, v_skull=v_s, v_jaw=v_j, depth_up=a_up, depth_lo=a_lo, half_width=half,
+                             mouth_w=rig.M, upper_edge=ident.upper_edge, palette=ident.palette)
+        if rig.shows_teeth:
+            # the photo's own teeth: a smile mostly shows the upper teeth, so the upper 70 % of its
+            # opening rides on the skull and the rest (lower teeth, if any) on the jaw
+            g_s = rig.lip_gap(uv_s[..., 0]) / 2
+            g_j = rig.lip_gap(uv_j[..., 0]) / 2
+            split_s, split_j = 0.4 * g_s, 0.4 * g_j  # 70 % of the way down the opening [-g, g]
+            w_s = np.clip(np.minimum(v_s + g_s, split_s - v_s) + 0.5, 0, 1) * (g_s > 1)
+            w_j = np.clip(np.minimum(v_j - split_j, g_j - v_j) + 0.5, 0, 1) * (g_j > 1) * (1 - w_s)
+            for w, p in ((w_s, pos["skull"]), (w_j, pos["jaw"])):
+                if w.max() > 0:
+                    real = cv2.remap(ident.image, p[..., 0], p[..., 1], cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+                    col += (real - col) * w[..., None].astype(np.float32)
+        return col
