@@ -103,6 +103,7 @@ class LiteEngine:
         p_lo = self._to_pixels(rig, invert_field(f_lo))
         a_up, a_lo = self._lip_depths(rig, p_up, p_lo)
         coarse = np.where((a_up <= 0)[..., None], p_up, np.where((a_lo <= 0)[..., None], p_lo, p_up))
+        rig.blink_inverse(coarse, (controls.get("blink_l", 0.0), controls.get("blink_r", 0.0)))
         # upsample the displacement, not the positions: it is 0 at the ROI's edge, so clamping there is exact
         fine = upsample(coarse - rig.grid_xy, s, (y1 - y0, x1 - x0))
         fine += ident.roi_xy

@@ -30,7 +30,7 @@ CONTROLS = ("jaw", "open", "spread", "press", "teeth", "blink_l", "blink_r",
             "yaw", "pitch", "roll", "tx", "ty", "scale")
 HEAD_CONTROLS = ("yaw", "pitch", "roll", "tx", "ty", "scale")
 # internal bases: the mouth controls map onto these (see FaceRig.coefficients)
-BASES = ("close", "upper_raise", "lower_drop", "jaw", "spread", "press", "blink_l", "blink_r",
+BASES = ("close", "upper_raise", "lower_drop", "jaw", "spread", "press",
          "yaw", "pitch", "roll", "tx", "ty", "scale")
 _B = {name: i for i, name in enumerate(BASES)}
 
@@ -159,7 +159,7 @@ class FaceRig:
             b_up = np.interp(knots, *_sorted_xy(up))
             b_lo = np.interp(knots, *_sorted_xy(lo))
             brow = (p[list(eye["brow"])] - origin) @ eb
-            brow_dist = max(float(np.mean(b_up) - np.mean(brow)), 1.5 * float(np.max(b_lo - b_up)), 1.0)
+            brow_dist = max(0.7 * float(np.mean(b_up) - np.mean(brow)), 1.8 * float(np.max(b_lo - b_up)), 1.0)
             self.eyes.append(dict(origin=origin, ea=ea, eb=eb, knots=knots, b_up=b_up, b_lo=b_lo,
                                   brow=brow_dist))
 
@@ -238,9 +238,6 @@ class FaceRig:
         up[_B["press"]] = (prof * _fall((-vl - 0.5 * self.lip_upper) / self.lip_upper))[..., None] * ev
         lo[_B["press"]] = (-prof * _fall((vl - 0.5 * self.lip_lower) / self.lip_lower))[..., None] * ev
 
-        for name, eye in zip(("blink_l", "blink_r"), self.eyes):
-            up[_B[name]] = lo[_B[name]] = self._blink_field(P, eye)
-
         head = self.head_mask(P)
         rad = np.pi / 180.0
         d = P - self.pivot
@@ -259,17 +256,47 @@ class FaceRig:
         self.basis_up = up.astype(np.float32)
         self.basis_lo = lo.astype(np.float32)
 
-    def _blink_field(self, P: np.ndarray, eye: dict) -> np.ndarray:
-        """Upper lid down to the lower lid at blink = 1; the eyeball compresses, the lid skin stretches."""
-        rel = P - eye["origin"]
-        a, b = rel @ eye["ea"], rel @ eye["eb"]
-        b_up = np.interp(a, eye["knots"], eye["b_up"])
-        b_lo = np.interp(a, eye["knots"], eye["b_lo"])
-        opening = np.interp(a, eye["knots"], np.maximum(eye["b_lo"] - eye["b_up"], 0.0), left=0.0, right=0.0)
-        above = _fall((b_up - b) / eye["brow"])
-        inside = np.clip((b_lo - b) / np.maximum(b_lo - b_up, 1e-3), 0.0, 1.0)
-        k = np.where(b <= b_up, above, inside)
-        return (opening * k)[..., None] * eye["eb"]
+    def blink_inverse(self, pos: np.ndarray, closure: tuple[float, float]) -> np.ndarray:
+        """Apply the eyelids' backward map to source positions (in place) and return them.
+
+        A blink slides the upper lid down by ``closure`` of the way to a line a little below the lower lid
+        margin (so the lashes overlap); the lid skin above stretches (fading out towards the brow) and the
+        eyeball under it compresses. The motion is along each eye's vertical axis only, so it is inverted
+        exactly per column; it composes after the other (smooth) fields' inverse.
+
+        Args:
+            pos: (..., 2) float32 source positions in pixels, modified in place.
+            closure: (image-left eye, image-right eye) closure in [0, 1] (1 = closed).
+        """
+        for eye, k in zip(self.eyes, closure):
+            f = float(np.clip(k, 0.0, 1.0)) * 0.97  # keep a sliver so the map stays invertible
+            if f <= 0.0:
+                continue
+            rel = pos - eye["origin"].astype(np.float32)
+            a = rel @ eye["ea"].astype(np.float32)
+            b = rel @ eye["eb"].astype(np.float32)
+            near = (a > eye["knots"][0] - 1) & (a < eye["knots"][-1] + 1) & (b > -2.5 * eye["brow"]) & (
+                b < eye["b_lo"].max() + 2 * (eye["b_lo"] - eye["b_up"]).max() + 2)
+            if not near.any():
+                continue
+            a_n, b_d = a[near], b[near]
+            b_up = np.interp(a_n, eye["knots"], eye["b_up"])
+            travel = 1.15 * np.interp(a_n, eye["knots"], np.maximum(eye["b_lo"] - eye["b_up"], 0.0),
+                                      left=0.0, right=0.0)
+            shift = f * travel
+            b_end = b_up + travel
+            # eyeball: [b_up, b_end] was squeezed into [b_up + shift, b_end]
+            inside = b_d >= b_up + shift
+            src = np.where(inside, b_end - (b_end - b_d) / np.maximum(1.0 - f, 1e-3), b_d)
+            # lid skin: b + shift * fall((b_up - b) / brow) = b_d, a contraction: fixed point converges
+            brow = eye["brow"]
+            lid = b_d - shift
+            for _ in range(4):
+                lid = b_d - shift * _fall((b_up - lid) / brow)
+            src = np.where(inside | (b_d >= b_end), np.where(b_d >= b_end, b_d, src), lid)
+            delta = (src - b_d).astype(np.float32)
+            pos[near] += delta[:, None] * eye["eb"].astype(np.float32)
+        return pos
 
     def head_mask(self, P: np.ndarray) -> np.ndarray:
         """Weight in [0, 1] of the head motion at pixel positions (..., 2): 1 on the head, 0 far away."""
@@ -299,8 +326,6 @@ class FaceRig:
         spread = g["spread"]
         c[_B["spread"]] = spread * pr.spread_m * M * (1.0 if spread >= 0 else 1.4)
         c[_B["press"]] = g["press"] * pr.press_m * M
-        c[_B["blink_l"]] = np.clip(g["blink_l"], 0.0, 1.0)
-        c[_B["blink_r"]] = np.clip(g["blink_r"], 0.0, 1.0)
         c[_B["yaw"]] = g["yaw"]
         c[_B["pitch"]] = g["pitch"]
         c[_B["roll"]] = g["roll"]

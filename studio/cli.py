@@ -1,0 +1,129 @@
+"""``talkstudio``: the command line front end of the studio's engine.
+
+Errors a user can act on print one line on stderr (``error: what happened — what to do``) and exit with
+status 2 (130 when cancelled); nothing is left behind at the output path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from studio import __version__
+from studio.core.errors import Cancelled, StudioError
+
+
+def _positive_fps(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid fps {text!r}: give a number such as 25 or 29.97") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="talkstudio",
+        description="Talking Head Studio: lip-synced talking-head videos from one photo and a speech recording.",
+    )
+    parser.add_argument("--version", action="version", version=f"talkstudio {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    r = sub.add_parser("render", help="render a photo + speech into a lip-synced MP4",
+                       description="Animate the face in PHOTO to speak SPEECH and write an H.264/AAC MP4.")
+    r.add_argument("--image", required=True, type=Path, metavar="PHOTO",
+                   help="identity photo (JPEG, PNG, WebP, BMP, TIFF)")
+    r.add_argument("--audio", required=True, type=Path, metavar="SPEECH",
+                   help="speech (WAV, FLAC, OGG, MP3, M4A/AAC, or a video file's audio track)")
+    r.add_argument("--output", required=True, type=Path, metavar="OUT.mp4", help="video to write")
+    r.add_argument("--engine", default="lite", choices=["lite"], help="rendering engine (default: lite)")
+    r.add_argument("--fps", type=_positive_fps, default=25.0, help="frame rate, 1-120 (default: 25)")
+    r.add_argument("--seed", type=int, default=0, help="seed of blinks and idle head motion (default: 0)")
+    r.add_argument("--face-index", type=int, default=0,
+                   help="which face to animate when there are several, 0 = largest (default: 0)")
+    t = r.add_mutually_exclusive_group()
+    t.add_argument("--transcript", metavar="TEXT", help="what is said (English); aligns visemes exactly")
+    t.add_argument("--transcript-file", type=Path, metavar="FILE", help="read the transcript from a text file")
+    r.add_argument("--head-motion", type=float, default=1.0, metavar="X",
+                   help="idle head-motion intensity, 0 = still (default: 1)")
+    r.add_argument("--no-blink", action="store_true", help="turn automatic blinking off")
+    r.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (default: 18)")
+    r.add_argument("--preset", default="veryfast", help="x264 speed preset (default: veryfast)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _fail(exc: StudioError) -> int:
+    msg = f"error: {exc.message}"
+    if exc.hint:
+        msg += f" — {exc.hint}"
+    print(msg, file=sys.stderr)
+    return exc.exit_code
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from studio.core.errors import InputError
+    from studio.engine.pipeline import Done, Notice, RenderRequest, RenderSettings, render
+
+    transcript = args.transcript
+    if args.transcript_file is not None:
+        try:
+            transcript = args.transcript_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read the transcript file {args.transcript_file}: {exc}",
+                             "give a UTF-8 text file") from None
+    settings = RenderSettings(engine=args.engine, fps=args.fps, seed=args.seed, face_index=args.face_index,
+                              transcript=transcript, head_motion=args.head_motion, blinks=not args.no_blink,
+                              crf=args.crf, preset=args.preset)
+    request = RenderRequest(image=args.image, audio=args.audio, output=args.output, settings=settings)
+    events = render(request)
+    done: Done | None = None
+    show_bar = not args.quiet and sys.stderr.isatty()
+    if show_bar:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        columns = (TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                   TimeRemainingColumn())
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task("render", total=1.0, detail="")
+            for ev in events:
+                if isinstance(ev, Notice):
+                    bar.console.print(f"[yellow]warning:[/] {ev.message}")
+                elif isinstance(ev, Done):
+                    done = ev
+                else:
+                    bar.update(task, completed=ev.fraction, description=ev.stage, detail=ev.message)
+    else:
+        for ev in events:
+            if isinstance(ev, Notice):
+                print(f"warning: {ev.message}", file=sys.stderr)
+            elif isinstance(ev, Done):
+                done = ev
+    assert done is not None
+    fps_render = done.n_frames / max(done.timings["render"], 1e-9)
+    print(f"wrote {done.output} ({done.size[0]}x{done.size[1]}, {done.n_frames} frames at {done.fps:g} fps, "
+          f"{done.duration_s:.2f} s; rendered at {fps_render:.0f} fps, total {done.timings['total']:.1f} s)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``talkstudio`` console script; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "render":
+            return _cmd_render(args)
+    except Cancelled as exc:
+        return _fail(exc)
+    except KeyboardInterrupt:
+        print("error: cancelled — no output was written", file=sys.stderr)
+        return Cancelled.exit_code
+    except StudioError as exc:
+        return _fail(exc)
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""The render pipeline: photo + speech -> control track -> frames -> MP4, as a generator of events.
+
+``render(request)`` yields :class:`~studio.core.progress.Progress`, :class:`Notice` and finally
+:class:`Done`; the CLI turns them into a progress bar, the GUI into Qt signals. Frames are streamed to
+the encoder one at a time (memory does not grow with the audio's length), and the output appears only
+when it is complete: a cancel (CancelToken or Ctrl-C) or any error leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from studio import __version__
+from studio.core.errors import ConfigError, OutputError
+from studio.core.progress import CancelToken, Progress, ProgressMonitor
+from studio.core.tracks import ControlTrack
+from studio.engine.audio.visemes import MouthTrack, analyze_speech
+from studio.engine.face.detect import FaceLandmarks, detect_faces, select_face
+from studio.engine.lite.engine import LiteEngine
+from studio.engine.sources.idle import blink_track, idle_head_motion
+from studio.media.audio import AudioClip, frame_count, is_silent, load_audio, peak_window_dbfs
+from studio.media.image import load_image
+from studio.media.video import FrameEncoder
+
+ENGINES = ("lite",)
+OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov")
+MIN_FPS, MAX_FPS = 1.0, 120.0
+ANALYSIS_RATE = 16000  # Hz: speech analysis and the muxed soundtrack's source rate
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Options of one render (all have the CLI's defaults).
+
+    Attributes:
+        engine: "lite" (the embedded engine).
+        fps: output frame rate in frames per second, 1..120.
+        seed: random seed of blinks and idle head motion.
+        face_index: which face to animate when the photo has several (0 = largest).
+        transcript: optional text of the speech; enables forced alignment (more exact visemes).
+        head_motion: idle head-motion intensity (0 = still head, 1 = natural).
+        blinks: automatic blinking on/off.
+        crf: x264 constant rate factor (lower = better quality, bigger file).
+        preset: x264 speed preset.
+    """
+
+    engine: str = "lite"
+    fps: float = 25.0
+    seed: int = 0
+    face_index: int = 0
+    transcript: str | None = None
+    head_motion: float = 1.0
+    blinks: bool = True
+    crf: int = 18
+    preset: str = "veryfast"
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid option."""
+        if self.engine not in ENGINES:
+            raise ConfigError(f"unknown engine {self.engine!r}", f"choose one of: {', '.join(ENGINES)}")
+        if not np.isfinite(self.fps) or not MIN_FPS <= self.fps <= MAX_FPS:
+            raise ConfigError(f"invalid fps {self.fps!r}", f"use a frame rate between {MIN_FPS:g} and {MAX_FPS:g}")
+        if self.face_index < 0:
+            raise ConfigError(f"invalid face index {self.face_index}", "use 0 for the largest face, 1 for the next")
+        if not 0.0 <= self.head_motion <= 3.0:
+            raise ConfigError(f"invalid head-motion intensity {self.head_motion}", "use a value from 0 to 3")
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """What to render: an identity photo and a speech file into an output video path."""
+
+    image: Path
+    audio: Path
+    output: Path
+    settings: RenderSettings = field(default_factory=RenderSettings)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know that does not stop the render (several faces, silent audio)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """The render finished and ``output`` is complete.
+
+    Attributes:
+        output: the written video. n_frames: frames rendered. fps: frame rate.
+        duration_s: audio duration in seconds. size: (width, height) of the video in pixels.
+        timings: seconds spent per stage ("analyse", "render", "encode_wait", "total").
+    """
+
+    output: Path
+    n_frames: int
+    fps: float
+    duration_s: float
+    size: tuple[int, int]
+    timings: dict[str, float]
+
+
+def check_output_path(path: Path) -> Path:
+    """Validate the output path before any work is done.
+
+    Raises:
+        ConfigError: unsupported extension. OutputError: the path is a folder, or its folder is missing
+            or not writable.
+    """
+    path = Path(path).expanduser().absolute()
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ConfigError(f"unsupported output type {path.suffix or '(none)'!r} for {path}",
+                          f"name the output with one of: {', '.join(OUTPUT_SUFFIXES)}")
+    if path.is_dir():
+        raise OutputError(f"the output path is a folder: {path}", "give a file name such as out/video.mp4")
+    folder = path.parent
+    if not folder.is_dir():
+        raise OutputError(f"output folder does not exist: {folder}", "create it first or choose another folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder is not writable: {folder}", "choose a folder you can write to")
+    return path
+
+
+def even_crop(image: np.ndarray) -> np.ndarray:
+    """Crop one pixel row/column if needed so both sides are even (H.264 yuv420p needs even sizes)."""
+    h, w = image.shape[:2]
+    return image[: h - h % 2, : w - w % 2]
+
+
+def build_controls(mouth: MouthTrack, *, fps: float, seed: int, head_motion: float, blinks: bool) -> ControlTrack:
+    """Combine the speech-driven mouth track with automatic blinks and idle head motion.
+
+    Args:
+        mouth: from :func:`~studio.engine.audio.visemes.analyze_speech`.
+        fps: frame rate; seed: random seed; head_motion: motion intensity; blinks: blink on/off.
+    """
+    n = mouth.n_frames
+    channels: dict[str, np.ndarray] = {
+        "jaw": mouth.jaw, "open": mouth.open, "spread": mouth.spread, "press": mouth.press, "teeth": mouth.teeth,
+    }
+    if blinks:
+        b = blink_track(n, fps, seed=seed)
+        channels["blink_l"] = b
+        channels["blink_r"] = b
+    if head_motion > 0:
+        channels.update(idle_head_motion(n, fps, seed=seed, energy=mouth.energy, intensity=head_motion))
+    return ControlTrack.from_channels(fps, n, channels, visemes=mouth.visemes, energy=mouth.energy)
+
+
+def provenance(engine: str) -> dict[str, str]:
+    """Container metadata that marks the video as synthetic and names its generator."""
+    generator = f"Talking Head Studio {__version__} ({engine} engine)"
+    return {
+        "synthetic": "true",
+        "generator": generator,
+        "comment": f"Synthetic video generated by {generator} from a still photo and speech audio; "
+                   "not a recording of a real event.",
+    }
+
+
+def render(request: RenderRequest, *, cancel: CancelToken | None = None) -> Iterator[Progress | Notice | Done]:
+    """Render a talking-head video.
+
+    Args:
+        request: photo, speech and output paths plus settings.
+        cancel: polled between frames; when cancelled, raises :class:`~studio.core.errors.Cancelled`
+            and leaves no output file.
+
+    Yields:
+        Progress events (fraction monotonic in [0, 1]), Notices, then one Done.
+
+    Raises:
+        StudioError subclasses with a user-facing message: ImageError, AudioError, FaceError,
+        ConfigError, OutputError, Cancelled.
+    """
+    cancel = cancel or CancelToken()
+    settings = request.settings
+    settings.validate()
+    output = check_output_path(request.output)
+    t0 = time.perf_counter()
+    monitor = ProgressMonitor()
+    load = monitor.sub(0.0, 0.05)
+
+    yield load.event("load", 0, 3, "reading the photo")
+    image = even_crop(load_image(request.image))
+    yield load.event("load", 1, 3, "reading the speech")
+    audio = load_audio(request.audio, sample_rate=ANALYSIS_RATE)
+    cancel.raise_if_cancelled()
+    yield load.event("load", 2, 3, "finding the face")
+    faces = detect_faces(image)
+    face = select_face(faces, face_index=settings.face_index, source=str(request.image))
+    if len(faces) > 1:
+        yield Notice(f"found {len(faces)} faces in {request.image}; animating face {settings.face_index} "
+                     f"({'the largest' if settings.face_index == 0 else 'by size'}); --face-index picks another")
+    if is_silent(audio):
+        yield Notice(f"the audio is silent (loudest 50 ms at {peak_window_dbfs(audio):.0f} dBFS): "
+                     "the mouth stays closed, the face only blinks and moves")
+    cancel.raise_if_cancelled()
+
+    analyse = monitor.sub(0.05, 0.15)
+    yield analyse.event("speech", 0, 1, "analysing the speech")
+    fps = float(settings.fps)
+    n_frames = frame_count(audio.duration, fps)
+    mouth = analyze_speech(audio.samples, audio.sample_rate, fps=fps, n_frames=n_frames,
+                           transcript=settings.transcript, cancel=cancel)
+    controls = build_controls(mouth, fps=fps, seed=settings.seed, head_motion=settings.head_motion,
+                              blinks=settings.blinks)
+    t_analyse = time.perf_counter() - t0
+    yield analyse.event("speech", 1, 1, "speech analysed")
+
+    yield from _render_frames(image, face, audio, controls, output, settings, cancel, monitor.sub(0.15, 1.0),
+                              t0=t0, t_analyse=t_analyse)
+
+
+def _render_frames(image: np.ndarray, face: FaceLandmarks, audio: AudioClip, controls: ControlTrack, output: Path,
+                   settings: RenderSettings, cancel: CancelToken, monitor: ProgressMonitor, *, t0: float,
+                   t_analyse: float) -> Iterator[Progress | Done]:
+    engine = LiteEngine()
+    ident = engine.prepare(image, face)
+    h, w = image.shape[:2]
+    n = controls.n_frames
+    t_render = 0.0
+    with FrameEncoder(output, width=w, height=h, fps=controls.fps, audio=audio, crf=settings.crf,
+                      preset=settings.preset, metadata=provenance(engine.name)) as encoder:
+        step = max(1, n // 200)
+        for k in range(n):
+            cancel.raise_if_cancelled()
+            ts = time.perf_counter()
+            frame = engine.render(ident, controls.frame(k))
+            t_render += time.perf_counter() - ts
+            encoder.write(frame)
+            if k % step == 0 or k == n - 1:
+                yield monitor.event("render", k + 1, n, f"frame {k + 1}/{n}")
+    total = time.perf_counter() - t0
+    yield Done(output=encoder.path, n_frames=n, fps=controls.fps, duration_s=audio.duration, size=(w, h),
+               timings={"analyse": t_analyse, "render": t_render, "total": total})

@@ -1,0 +1,89 @@
+"""The lite engine's warp on real photos: what moves, by how much, and what must not move."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import load_rgb
+from studio.engine.face import topology as T
+from studio.engine.face.detect import detect_faces
+from studio.engine.lite.engine import LiteEngine
+
+
+def _prepared(name: str):
+    rgb = load_rgb(f"images/{name}")
+    face = detect_faces(rgb)[0]
+    eng = LiteEngine()
+    return rgb, face, eng, eng.prepare(rgb, face)
+
+
+def _redetect(frame: np.ndarray):
+    faces = detect_faces(frame.copy())
+    assert len(faces) == 1, "the rendered frame must still read as exactly one face"
+    return faces[0].points
+
+
+@pytest.mark.parametrize("name", ["woman_dark_hair_474px.png", "obama_official.jpg", "man_grey_hair_3511px.jpg"])
+def test_jaw_opens_the_mouth_monotonically(name):
+    rgb, face, eng, ident = _prepared(name)
+    gaps = []
+    for a in (0.0, 0.4, 0.8):
+        p = _redetect(eng.render(ident, {"jaw": a, "open": a}))
+        gaps.append(T.inner_lip_gap(p) / T.mouth_width(p))
+    # closed at rest (even for a photo that smiles with its teeth showing), then wider and wider
+    assert gaps[0] < 0.08
+    assert gaps[0] + 0.05 < gaps[1] + 0.02 < gaps[2]
+    assert gaps[2] > 0.2
+
+
+def test_nothing_moves_outside_the_head_region():
+    rgb, face, eng, ident = _prepared("obama_official.jpg")
+    x0, y0, x1, y1 = ident.rig.roi
+    frame = eng.render(ident, {"jaw": 1, "open": 1, "spread": 1, "blink_l": 1, "yaw": 3, "pitch": 3,
+                               "roll": 3, "tx": 0.02, "ty": 0.02}).copy()
+    outside = np.ones(rgb.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert outside.any()
+    assert np.array_equal(frame[outside], rgb[outside])
+    # and inside the region, its border band (far from the face) is untouched too, except where the
+    # region is cut by the image's own edge (the head reaches the top of this portrait)
+    h, w = rgb.shape[:2]
+    band = np.zeros(rgb.shape[:2], bool)
+    band[y0:y1, x0:x1] = True
+    band[y0 + 4 if y0 > 0 else 0:y1 - 4 if y1 < h else h, x0 + 4 if x0 > 0 else 0:x1 - 4 if x1 < w else w] = False
+    assert band.sum() > 1000
+    assert np.abs(frame[band].astype(int) - rgb[band]).max() <= 1
+
+
+def test_rest_pose_keeps_a_closed_mouth_photo_nearly_identical():
+    rgb, face, eng, ident = _prepared("woman_dark_hair_474px.png")
+    frame = eng.render(ident, {})
+    diff = np.abs(frame.astype(int) - rgb).max(axis=2)
+    assert (diff > 12).mean() < 0.002
+
+
+def test_blink_closes_the_eyes_and_head_motion_moves_the_face():
+    rgb, face, eng, ident = _prepared("woman_brown_hair_624px.jpg")
+    open_ear = T.eye_aspect_ratio(face.points, T.EYE_IMAGE_LEFT)
+    closed = _redetect(eng.render(ident, {"blink_l": 1.0, "blink_r": 1.0}))
+    assert T.eye_aspect_ratio(closed, T.EYE_IMAGE_LEFT) < 0.5 * open_ear
+    assert T.eye_aspect_ratio(closed, T.EYE_IMAGE_RIGHT) < 0.5 * T.eye_aspect_ratio(face.points, T.EYE_IMAGE_RIGHT)
+    turned = _redetect(eng.render(ident, {"yaw": 4.0}))
+    shift = turned[T.NOSE_TIP, 0] - face.points[T.NOSE_TIP, 0]
+    assert shift > 0.01 * face.width  # positive yaw moves the face towards image right
+    rolled = _redetect(eng.render(ident, {"roll": 4.0}))
+    ang = lambda p: np.degrees(np.arctan2(*(p[263] - p[33])[::-1]))  # noqa: E731
+    assert 2.0 < ang(rolled) - ang(face.points) < 6.0
+
+
+def test_open_mouth_shows_an_interior_darker_than_the_lips():
+    rgb, face, eng, ident = _prepared("woman_dark_hair_474px.png")
+    frame = eng.render(ident, {"jaw": 1.0, "open": 1.0}).copy()
+    p = _redetect(frame)
+    # sample the middle of the opening, between the inner lips
+    mid = ((p[13] + p[14]) / 2).round().astype(int)
+    lower_mid = (0.3 * p[13] + 0.7 * p[14]).round().astype(int)
+    lip = rgb[int(face.points[17, 1]), int(face.points[17, 0])].astype(float).mean()
+    assert frame[lower_mid[1], lower_mid[0]].astype(float).mean() < lip
+    assert frame[mid[1], mid[0]].mean() != rgb[mid[1], mid[0]].mean()
