@@ -15,7 +15,7 @@ import numpy as np
 
 from studio.engine.face.detect import FaceLandmarks
 from studio.engine.lite.mouth import MouthPalette, shade_interior
-from studio.engine.lite.rig import FaceRig, Proportions
+from studio.engine.lite.rig import BASES, HEAD_CONTROLS, FaceRig, Proportions
 from studio.engine.lite.warp import invert_field, upsample
 
 
@@ -26,7 +26,8 @@ class LiteIdentity:
     image: np.ndarray  # (H, W, 3) uint8 RGB, the photo (even size)
     rig: FaceRig
     palette: MouthPalette
-    mouth_window: tuple[int, int, int, int]  # (i0, i1, j0, j1) coarse rows/cols around the mouth
+    mouth_window: tuple[int, int, int, int]  # (i0, i1, j0, j1) coarse rows/cols the lip opening can reach
+    mouth_zone: tuple[int, int, int, int]  # coarse rows/cols where the lip layers differ from the head motion
     upper_edge: float  # v of the upper incisal edge below the lip line (skull frame), pixels
     roi_xy: np.ndarray  # (h, w, 2) float32 pixel coordinates of the ROI (the identity map)
     frame: np.ndarray  # (H, W, 3) uint8 output buffer, reused for every frame
@@ -61,6 +62,7 @@ class LiteEngine:
         x0, y0, x1, y1 = rig.roi
         gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
         return LiteIdentity(image=image, rig=rig, palette=palette, mouth_window=window,
+                            mouth_zone=self._mouth_zone(rig, window),
                             upper_edge=upper_edge, roi_xy=np.stack([gx, gy], axis=-1), frame=image.copy())
 
     @staticmethod
@@ -82,6 +84,21 @@ class LiteEngine:
         i1 = int(np.clip(np.ceil((pts[:, 1].max() - y0) / s) + 2, 0, gh))
         return i0, i1, j0, j1
 
+    @staticmethod
+    def _mouth_zone(rig: FaceRig, window: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """Bounding rows/cols of the mouth bases that matter: the upper layer down to the opening's lowest
+        reach, the lower layer from the opening's highest reach down (elsewhere the other layer shows)."""
+        i0, i1, j0, j1 = window
+        mouth = [k for k, name in enumerate(BASES) if name not in HEAD_CONTROLS]
+        up = (np.abs(rig.basis_up[mouth]).max(axis=(0, 3)) > 1e-3)
+        lo = (np.abs(rig.basis_lo[mouth]).max(axis=(0, 3)) > 1e-3)
+        up[i1:] = False
+        lo[:i0] = False
+        mask = up | lo
+        mask[i0:i1, j0:j1] = True
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
     # ------------------------------------------------------------------ per frame
     def render(self, ident: LiteIdentity, controls: dict[str, float]) -> np.ndarray:
         """Render one frame.
@@ -96,21 +113,45 @@ class LiteEngine:
         rig = ident.rig
         s = rig.stride
         x0, y0, x1, y1 = rig.roi
+        gh, gw = rig.grid_shape
         c = rig.coefficients(controls)
-        f_up = np.tensordot(c, rig.basis_up, axes=1) / s
-        f_lo = np.tensordot(c, rig.basis_lo, axes=1) / s
-        p_up = self._to_pixels(rig, invert_field(f_up))
-        p_lo = self._to_pixels(rig, invert_field(f_lo))
+        head = rig.head_only(c)
+        # the head motion is smooth everywhere; the two lip layers differ from it only in the mouth zone
+        p_head = self._solve(rig, head, rig.basis_up, (0, gh, 0, gw)) if head.any() else rig.grid_xy.copy()
+        zi0, zi1, zj0, zj1 = zone = ident.mouth_zone
+        p_up = self._solve(rig, c, rig.basis_up, zone)
+        p_lo = self._solve(rig, c, rig.basis_lo, zone)
         a_up, a_lo = self._lip_depths(rig, p_up, p_lo)
-        coarse = np.where((a_up <= 0)[..., None], p_up, np.where((a_lo <= 0)[..., None], p_lo, p_up))
+        coarse = p_head
+        coarse[zi0:zi1, zj0:zj1] = np.where((a_up <= 0)[..., None], p_up,
+                                            np.where((a_lo <= 0)[..., None], p_lo, p_up))
         rig.blink_inverse(coarse, (controls.get("blink_l", 0.0), controls.get("blink_r", 0.0)))
         # upsample the displacement, not the positions: it is 0 at the ROI's edge, so clamping there is exact
         fine = upsample(coarse - rig.grid_xy, s, (y1 - y0, x1 - x0))
         fine += ident.roi_xy
         roi = cv2.remap(ident.image, fine[..., 0], fine[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        self._render_mouth(ident, c, roi, p_up, p_lo)
+        self._render_mouth(ident, c, roi, p_head, p_up, p_lo)
         ident.frame[y0:y1, x0:x1] = roi
         return ident.frame
+
+    def _solve(self, rig: FaceRig, coef: np.ndarray, basis: np.ndarray,
+               window: tuple[int, int, int, int]) -> np.ndarray:
+        """Source pixel positions (h, w, 2) of the grid samples in ``window`` for the field ``coef . basis``.
+
+        Only the window plus a margin (the largest displacement the rig can make) is combined and inverted.
+        """
+        i0, i1, j0, j1 = window
+        gh, gw = rig.grid_shape
+        m = rig.solve_margin
+        ci0, ci1, cj0, cj1 = max(0, i0 - m), min(gh, i1 + m), max(0, j0 - m), min(gw, j1 + m)
+        nz = np.flatnonzero(coef)
+        if nz.size == 0:
+            return rig.grid_xy[i0:i1, j0:j1].copy()
+        field = np.tensordot(coef[nz] / rig.stride, basis[nz, ci0:ci1, cj0:cj1], axes=1)
+        grid = invert_field(field, window=(i0 - ci0, i1 - ci0, j0 - cj0, j1 - cj0))
+        grid[..., 0] += cj0
+        grid[..., 1] += ci0
+        return self._to_pixels(rig, grid)
 
     @staticmethod
     def _to_pixels(rig: FaceRig, grid_pos: np.ndarray) -> np.ndarray:
@@ -132,47 +173,51 @@ class LiteEngine:
         a_lo = rig.lip_gap(uv_lo[..., 0]) / 2 - (uv_lo[..., 1] - rig.lip_line(uv_lo[..., 0]))
         return a_up.astype(np.float32), a_lo.astype(np.float32)
 
-    def _render_mouth(self, ident: LiteIdentity, c: np.ndarray, roi: np.ndarray,
+    def _render_mouth(self, ident: LiteIdentity, c: np.ndarray, roi: np.ndarray, p_head: np.ndarray,
                       p_up: np.ndarray, p_lo: np.ndarray) -> None:
-        """Redo the mouth window at full resolution: exact lip edges, then the interior in the opening."""
+        """Redo the mouth window at full resolution: exact lip edges, then the interior in the opening.
+
+        ``p_head`` covers the whole grid; ``p_up`` / ``p_lo`` cover the mouth zone."""
         rig = ident.rig
         s = rig.stride
         i0, i1, j0, j1 = ident.mouth_window
-        if i1 <= i0 or j1 <= j0:
+        zi0, _, zj0, _ = ident.mouth_zone
+        size = (min((i1 - i0) * s, roi.shape[0] - i0 * s), min((j1 - j0) * s, roi.shape[1] - j0 * s))
+        if size[0] <= 0 or size[1] <= 0:
             return
-        size = ((i1 - i0) * s, (j1 - j0) * s)
-        fy0, fx0 = i0 * s, j0 * s
-        size = (min(size[0], roi.shape[0] - fy0), min(size[1], roi.shape[1] - fx0))
-        f_up = upsample(p_up[i0:i1, j0:j1], s, size)
-        f_lo = upsample(p_lo[i0:i1, j0:j1], s, size)
+        local = (slice(i0 - zi0, i1 - zi0), slice(j0 - zj0, j1 - zj0))
+        f_up = upsample(p_up[local], s, size)
+        f_lo = upsample(p_lo[local], s, size)
         a_up, a_lo = self._lip_depths(rig, f_up, f_lo)
         hole = np.minimum(a_up, a_lo)
         if hole.max() <= -1.0:
             return  # lips closed everywhere: the coarse map is already exact enough
+        # only the rows/columns that contain the opening (plus a pixel) need the exact treatment
+        rows = np.flatnonzero((hole > -1.0).any(axis=1))
+        cols = np.flatnonzero((hole > -1.0).any(axis=0))
+        r0, r1 = max(rows[0] - 2, 0), min(rows[-1] + 3, size[0])
+        q0, q1 = max(cols[0] - 2, 0), min(cols[-1] + 3, size[1])
+        a_up, a_lo, f_up, f_lo = (x[r0:r1, q0:q1] for x in (a_up, a_lo, f_up, f_lo))
         lips_map = np.where((a_up <= 0)[..., None], f_up, f_lo)
         window = cv2.remap(ident.image, lips_map[..., 0], lips_map[..., 1], cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         # pixel coverage of the opening: 1 px anti-aliasing, never more than the opening is wide
-        alpha = np.clip(np.minimum(hole + 0.5, a_up + a_lo), 0.0, 1.0)
-        inside = alpha > 0
-        if inside.any():
-            interior = self._interior(ident, c, size, (i0, i1, j0, j1), a_up, a_lo)
+        alpha = np.clip(np.minimum(np.minimum(a_up, a_lo) + 0.5, a_up + a_lo), 0.0, 1.0)
+        if alpha.max() > 0:
+            skull = upsample(p_head[i0:i1, j0:j1], s, size)[r0:r1, q0:q1]
+            jaw = upsample(self._solve(rig, rig.jaw_only(c), rig.basis_lo, ident.mouth_window), s, size)[r0:r1, q0:q1]
+            interior = self._interior(ident, skull, jaw, a_up, a_lo)
             window += (interior - window) * alpha[..., None]
-        roi[fy0:fy0 + size[0], fx0:fx0 + size[1]] = np.clip(window + 0.5, 0, 255).astype(np.uint8)
+        fy0, fx0 = i0 * s + r0, j0 * s + q0
+        roi[fy0:fy0 + (r1 - r0), fx0:fx0 + (q1 - q0)] = np.clip(window + 0.5, 0, 255).astype(np.uint8)
 
-    def _interior(self, ident: LiteIdentity, c: np.ndarray, size: tuple[int, int],
-                  window: tuple[int, int, int, int], a_up: np.ndarray, a_lo: np.ndarray) -> np.ndarray:
-        """(h, w, 3) float32 interior colours for the mouth window (used only where the lips part)."""
+    def _interior(self, ident: LiteIdentity, skull: np.ndarray, jaw: np.ndarray, a_up: np.ndarray,
+                  a_lo: np.ndarray) -> np.ndarray:
+        """(h, w, 3) float32 interior colours, given each pixel's source position on the skull (upper
+        teeth) and on the jaw (lower teeth, tongue), and its depth below/above the lips."""
         rig = ident.rig
-        s = rig.stride
-        i0, i1, j0, j1 = window
-        pos = {}
-        for name, coef in (("skull", rig.head_only(c)), ("jaw", rig.jaw_only(c))):
-            field = np.tensordot(coef, rig.basis_lo, axes=1) / s
-            grid = invert_field(field, window=window)
-            pos[name] = upsample(self._to_pixels(rig, grid), s, size)
-        uv_s = rig.to_mouth(pos["skull"])
-        uv_j = rig.to_mouth(pos["jaw"])
+        uv_s = rig.to_mouth(skull)
+        uv_j = rig.to_mouth(jaw)
         v_s = (uv_s[..., 1] - rig.lip_line(uv_s[..., 0])).astype(np.float32)
         v_j = (uv_j[..., 1] - rig.lip_line(uv_j[..., 0])).astype(np.float32)
         u = uv_s[..., 0].astype(np.float32)
@@ -187,7 +232,7 @@ class LiteEngine:
             split_s, split_j = 0.4 * g_s, 0.4 * g_j  # 70 % of the way down the opening [-g, g]
             w_s = np.clip(np.minimum(v_s + g_s, split_s - v_s) + 0.5, 0, 1) * (g_s > 1)
             w_j = np.clip(np.minimum(v_j - split_j, g_j - v_j) + 0.5, 0, 1) * (g_j > 1) * (1 - w_s)
-            for w, p in ((w_s, pos["skull"]), (w_j, pos["jaw"])):
+            for w, p in ((w_s, skull), (w_j, jaw)):
                 if w.max() > 0:
                     real = cv2.remap(ident.image, p[..., 0], p[..., 1], cv2.INTER_LINEAR,
                                      borderMode=cv2.BORDER_REPLICATE).astype(np.float32)

@@ -188,6 +188,8 @@ class FaceRig:
         x1, y1 = min(x1, self.image_w), min(y1, self.image_h)
         self.stride = int(np.clip(round(self.H / 110.0), 2, 16))
         s = self.stride
+        # grid cells around a window that a solve must include: the largest displacement the rig makes
+        self.solve_margin = int(np.ceil(0.2 * self.H / s)) + 2
         gw, gh = -(-(x1 - x0) // s), -(-(y1 - y0) // s)
         self.roi = (int(x0), int(y0), int(x1), int(y1))
         self.grid_shape = (gh, gw)
