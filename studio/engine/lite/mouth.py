@@ -68,8 +68,12 @@ class MouthPalette:
                 sclera = inside[lum >= np.percentile(lum, 85)].mean(axis=0)
             else:
                 sclera = np.array([225.0, 220.0, 210.0])
-            # teeth are a little warmer and darker than sclera and sit in the mouth's shade
-            teeth = sclera * np.array([0.98, 0.95, 0.88])
+            # teeth are ivory; the whites of the eyes tell how bright a white surface is in this light, but
+            # they are often shadowed or tinted by make-up, so the skin sets a floor on the brightness
+            face = _polygon_mask((h, w), [points[list(T.FACE_OVAL)]])
+            skin_lum = float(np.median(rgb[face].astype(np.float32).mean(axis=1))) if face.any() else 180.0
+            lum = float(np.clip(max(sclera.mean() * 1.1, skin_lum * 1.12), 150.0, 240.0))
+            teeth = lum * np.array([1.04, 1.0, 0.9])
         teeth = np.clip(teeth, 0, 255)
         return cls(lip=lip.astype(np.float32), teeth=teeth.astype(np.float32),
                    cavity=(lip * np.array([0.42, 0.24, 0.24])).astype(np.float32),
@@ -117,13 +121,13 @@ def shade_interior(*, u: np.ndarray, v_skull: np.ndarray, v_jaw: np.ndarray, dep
     tooth_shade = 1 - 0.35 * r * r
     tooth_shade *= 1 - 0.1 * _smooth((v_skull - (upper_edge - 0.03 * M)) / (0.03 * M))  # translucent tip
     # faint gaps between the incisors and canines
-    for k, pos in enumerate((0.0, 0.095, 0.18, 0.26)):
+    for k, pos in enumerate((0.0, 0.095, 0.18)):
         for sgn in ((1,) if pos == 0 else (-1, 1)):
             gap = np.abs(u - sgn * pos * M)
-            tooth_shade *= 1 - (0.2 if k == 0 else 0.14) * (1 - _smooth(gap / 0.9))
+            tooth_shade *= 1 - (0.16 if k == 0 else 0.1) * (1 - _smooth(gap / 0.8))
     upper = palette.teeth * tooth_shade[..., None]
     col = col + (upper - col) * u_mask[..., None]
 
     # the lips cast a soft shadow into the mouth
-    shade = (0.72 + 0.28 * _smooth(depth_up / (0.04 * M))) * (0.8 + 0.2 * _smooth(depth_lo / (0.03 * M)))
+    shade = (0.8 + 0.2 * _smooth(depth_up / (0.03 * M))) * (0.85 + 0.15 * _smooth(depth_lo / (0.03 * M)))
     return np.clip(col * shade[..., None], 0, 255)
