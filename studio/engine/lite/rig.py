@@ -159,7 +159,8 @@ class FaceRig:
             b_up = np.interp(knots, *_sorted_xy(up))
             b_lo = np.interp(knots, *_sorted_xy(lo))
             brow = (p[list(eye["brow"])] - origin) @ eb
-            brow_dist = max(0.7 * float(np.mean(b_up) - np.mean(brow)), 1.8 * float(np.max(b_lo - b_up)), 1.0)
+            # the lid skin stretches over the lower half of the way to the brow; the brow itself stays
+            brow_dist = max(0.6 * float(np.mean(b_up) - np.mean(brow)), 1.2 * float(np.max(b_lo - b_up)), 1.0)
             self.eyes.append(dict(origin=origin, ea=ea, eb=eb, knots=knots, b_up=b_up, b_lo=b_lo,
                                   brow=brow_dist))
 
@@ -290,11 +291,14 @@ class FaceRig:
             # eyeball: [b_up, b_end] was squeezed into [b_up + shift, b_end]
             inside = b_d >= b_up + shift
             src = np.where(inside, b_end - (b_end - b_d) / np.maximum(1.0 - f, 1e-3), b_d)
-            # lid skin: b + shift * fall((b_up - b) / brow) = b_d, a contraction: fixed point converges
+            # lid skin: solve b + shift * fall((b_up - b) / brow) = b_d. The left side only grows with b
+            # (the skin stretches), so Newton from the lowest candidate converges monotonically.
             brow = eye["brow"]
             lid = b_d - shift
-            for _ in range(4):
-                lid = b_d - shift * _fall((b_up - lid) / brow)
+            for _ in range(5):
+                t = np.clip((b_up - lid) / brow, 0.0, 1.0)
+                g = lid + shift * _fall(t) - b_d
+                lid = lid - g / (1.0 + 6.0 * shift * t * (1.0 - t) / brow)
             src = np.where(inside | (b_d >= b_end), np.where(b_d >= b_end, b_d, src), lid)
             delta = (src - b_d).astype(np.float32)
             pos[near] += delta[:, None] * eye["eb"].astype(np.float32)
