@@ -75,11 +75,10 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=250, help="frames for the fps figures (default 250 = 10 s)")
     args = ap.parse_args()
 
-    from studio.core.progress import CancelToken, ProgressMonitor
     from studio.engine.audio.visemes import analyze_speech
     from studio.engine.face.detect import detect_faces
     from studio.engine.lite.engine import LiteEngine
-    from studio.engine.pipeline import RenderSettings, _render_frames, build_controls
+    from studio.engine.pipeline import RenderSettings, Session, build_controls, load_identity
     from studio.media.audio import frame_count, load_audio
     from studio.media.image import load_image
 
@@ -105,9 +104,10 @@ def main() -> None:
             engine.render(ident, controls.frame(k))
         render_s = time.perf_counter() - t
 
+        identity = load_identity(photo)
+        session = Session(identity, audio, mouth, controls, RenderSettings())
         t = time.perf_counter()
-        for _ in _render_frames(rgb, face, audio, controls, work / "bench.mp4", RenderSettings(), CancelToken(),
-                                ProgressMonitor(), t0=t, t_analyse=0.0):
+        for _ in session.export(work / "bench.mp4"):
             pass
         encode_s = time.perf_counter() - t
 

@@ -165,8 +165,162 @@ def provenance(engine: str) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class Identity:
+    """A photo ready to animate: the (even-cropped) image, every face found, and the chosen one."""
+
+    path: Path
+    image: np.ndarray  # (H, W, 3) uint8 RGB, H and W even
+    faces: tuple[FaceLandmarks, ...]
+    face: FaceLandmarks
+    face_index: int
+
+
+def load_identity(path: Path, *, face_index: int = 0) -> Identity:
+    """Read a photo, find its faces and choose the subject.
+
+    Raises:
+        ImageError: unreadable photo. FaceError: no face, index out of range, face too small.
+    """
+    image = even_crop(load_image(path))
+    faces = detect_faces(image)
+    face = select_face(faces, face_index=face_index, source=str(path))
+    return Identity(path=Path(path), image=image, faces=tuple(faces), face=face, face_index=face_index)
+
+
+def identity_notices(identity: Identity) -> list[str]:
+    """User-facing remarks about an identity photo (several faces)."""
+    n = len(identity.faces)
+    if n <= 1:
+        return []
+    which = "the largest" if identity.face_index == 0 else f"number {identity.face_index} by size"
+    return [f"found {n} faces in {identity.path}; animating {which} (face index {identity.face_index}); "
+            "--face-index picks another"]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The last event of :func:`prepare`: a session ready to render frames or export."""
+
+    session: "Session"
+
+
+class Session:
+    """An identity and a speech track analysed into controls, with the engine prepared.
+
+    It renders any frame on demand (the studio's preview) and exports the whole clip or a range.
+
+    Args:
+        identity: from :func:`load_identity`; audio: the speech (mono float32);
+        mouth: its speech analysis; controls: the per-frame control track; settings: the render settings.
+    """
+
+    def __init__(self, identity: Identity, audio: AudioClip, mouth: MouthTrack, controls: ControlTrack,
+                 settings: RenderSettings) -> None:
+        self.identity = identity
+        self.audio = audio
+        self.mouth = mouth
+        self.controls = controls
+        self.settings = settings
+        self.engine = LiteEngine()
+        self._ident = self.engine.prepare(identity.image, identity.face)
+
+    @property
+    def n_frames(self) -> int:
+        return self.controls.n_frames
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the video in pixels."""
+        h, w = self.identity.image.shape[:2]
+        return w, h
+
+    def with_controls(self, controls: ControlTrack) -> "Session":
+        """A new session on the same identity and speech driven by ``controls`` (e.g. with keyframe
+        overrides). It has its own frame buffer, so it may render in another thread than this one."""
+        if controls.n_frames != self.n_frames or controls.fps != self.controls.fps:
+            raise ValueError("the control track must keep the number of frames and the fps")
+        return Session(self.identity, self.audio, self.mouth, controls, self.settings)
+
+    def render_frame(self, k: int) -> np.ndarray:
+        """Frame k as a new (H, W, 3) uint8 RGB array. Not thread-safe: one renderer per session."""
+        if not 0 <= k < self.n_frames:
+            raise IndexError(f"frame {k} out of range 0..{self.n_frames - 1}")
+        return self.engine.render(self._ident, self.controls.frame(k)).copy()
+
+    def export(self, output: Path, *, frame_range: tuple[int, int] | None = None,
+               cancel: CancelToken | None = None, monitor: ProgressMonitor | None = None,
+               t0: float | None = None) -> Iterator[Progress | Done]:
+        """Encode frames [start, stop) (default all) with the matching audio to ``output``.
+
+        Yields Progress then Done; cancelling or an error leaves no file (see :class:`FrameEncoder`).
+        """
+        cancel = cancel or CancelToken()
+        monitor = monitor or ProgressMonitor()
+        t0 = time.perf_counter() if t0 is None else t0
+        output = check_output_path(output)
+        start, stop = frame_range or (0, self.n_frames)
+        if not 0 <= start < stop <= self.n_frames:
+            raise ConfigError(f"invalid frame range {start}..{stop}", f"use a range inside 0..{self.n_frames}")
+        fps = self.controls.fps
+        audio = self.audio
+        if (start, stop) != (0, self.n_frames):
+            a = round(start * audio.sample_rate / fps)
+            b = min(round(stop * audio.sample_rate / fps), audio.num_samples)
+            audio = AudioClip(audio.samples[a:b], audio.sample_rate, audio.source)
+        w, h = self.size
+        n = stop - start
+        t_render = 0.0
+        with FrameEncoder(output, width=w, height=h, fps=fps, audio=audio, crf=self.settings.crf,
+                          preset=self.settings.preset, metadata=provenance(self.engine.name)) as encoder:
+            step = max(1, n // 200)
+            for i, k in enumerate(range(start, stop)):
+                cancel.raise_if_cancelled()
+                ts = time.perf_counter()
+                frame = self.engine.render(self._ident, self.controls.frame(k))
+                t_render += time.perf_counter() - ts
+                encoder.write(frame)
+                if i % step == 0 or i == n - 1:
+                    yield monitor.event("render", i + 1, n, f"frame {i + 1}/{n}")
+        yield Done(output=encoder.path, n_frames=n, fps=fps, duration_s=audio.duration, size=(w, h),
+                   timings={"render": t_render, "total": time.perf_counter() - t0})
+
+
+def prepare(image: Path, audio: Path, settings: RenderSettings, *, cancel: CancelToken | None = None,
+            monitor: ProgressMonitor | None = None) -> Iterator[Progress | Notice | Prepared]:
+    """Load the photo and speech, analyse the speech and build the control track.
+
+    Yields Progress and Notices, then one :class:`Prepared` carrying the :class:`Session`.
+
+    Raises:
+        ConfigError, ImageError, AudioError, FaceError, Cancelled.
+    """
+    cancel = cancel or CancelToken()
+    monitor = monitor or ProgressMonitor()
+    settings.validate()
+    load = monitor.sub(0.0, 0.4)
+    yield load.event("load", 0, 3, "reading the photo")
+    identity = load_identity(image, face_index=settings.face_index)
+    for note in identity_notices(identity):
+        yield Notice(note)
+    yield load.event("load", 1, 3, "reading the speech")
+    clip = load_audio(audio, sample_rate=ANALYSIS_RATE)
+    if is_silent(clip):
+        yield Notice(f"the audio is silent (loudest 50 ms at {peak_window_dbfs(clip):.0f} dBFS): "
+                     "the mouth stays closed, the face only blinks and moves")
+    cancel.raise_if_cancelled()
+    yield load.event("load", 2, 3, "analysing the speech")
+    fps = float(settings.fps)
+    mouth = analyze_speech(clip.samples, clip.sample_rate, fps=fps, n_frames=frame_count(clip.duration, fps),
+                           transcript=settings.transcript, cancel=cancel)
+    controls = build_controls(mouth, fps=fps, seed=settings.seed, head_motion=settings.head_motion,
+                              blinks=settings.blinks)
+    yield load.event("load", 3, 3, "speech analysed")
+    yield Prepared(Session(identity, clip, mouth, controls, settings))
+
+
 def render(request: RenderRequest, *, cancel: CancelToken | None = None) -> Iterator[Progress | Notice | Done]:
-    """Render a talking-head video.
+    """Render a talking-head video: :func:`prepare` then :meth:`Session.export`.
 
     Args:
         request: photo, speech and output paths plus settings.
@@ -181,63 +335,15 @@ def render(request: RenderRequest, *, cancel: CancelToken | None = None) -> Iter
         ConfigError, OutputError, Cancelled.
     """
     cancel = cancel or CancelToken()
-    settings = request.settings
-    settings.validate()
-    output = check_output_path(request.output)
+    request.settings.validate()
+    check_output_path(request.output)  # fail before any heavy work
     t0 = time.perf_counter()
     monitor = ProgressMonitor()
-    load = monitor.sub(0.0, 0.05)
-
-    yield load.event("load", 0, 3, "reading the photo")
-    image = even_crop(load_image(request.image))
-    yield load.event("load", 1, 3, "reading the speech")
-    audio = load_audio(request.audio, sample_rate=ANALYSIS_RATE)
-    cancel.raise_if_cancelled()
-    yield load.event("load", 2, 3, "finding the face")
-    faces = detect_faces(image)
-    face = select_face(faces, face_index=settings.face_index, source=str(request.image))
-    if len(faces) > 1:
-        yield Notice(f"found {len(faces)} faces in {request.image}; animating face {settings.face_index} "
-                     f"({'the largest' if settings.face_index == 0 else 'by size'}); --face-index picks another")
-    if is_silent(audio):
-        yield Notice(f"the audio is silent (loudest 50 ms at {peak_window_dbfs(audio):.0f} dBFS): "
-                     "the mouth stays closed, the face only blinks and moves")
-    cancel.raise_if_cancelled()
-
-    analyse = monitor.sub(0.05, 0.15)
-    yield analyse.event("speech", 0, 1, "analysing the speech")
-    fps = float(settings.fps)
-    n_frames = frame_count(audio.duration, fps)
-    mouth = analyze_speech(audio.samples, audio.sample_rate, fps=fps, n_frames=n_frames,
-                           transcript=settings.transcript, cancel=cancel)
-    controls = build_controls(mouth, fps=fps, seed=settings.seed, head_motion=settings.head_motion,
-                              blinks=settings.blinks)
-    t_analyse = time.perf_counter() - t0
-    yield analyse.event("speech", 1, 1, "speech analysed")
-
-    yield from _render_frames(image, face, audio, controls, output, settings, cancel, monitor.sub(0.15, 1.0),
-                              t0=t0, t_analyse=t_analyse)
-
-
-def _render_frames(image: np.ndarray, face: FaceLandmarks, audio: AudioClip, controls: ControlTrack, output: Path,
-                   settings: RenderSettings, cancel: CancelToken, monitor: ProgressMonitor, *, t0: float,
-                   t_analyse: float) -> Iterator[Progress | Done]:
-    engine = LiteEngine()
-    ident = engine.prepare(image, face)
-    h, w = image.shape[:2]
-    n = controls.n_frames
-    t_render = 0.0
-    with FrameEncoder(output, width=w, height=h, fps=controls.fps, audio=audio, crf=settings.crf,
-                      preset=settings.preset, metadata=provenance(engine.name)) as encoder:
-        step = max(1, n // 200)
-        for k in range(n):
-            cancel.raise_if_cancelled()
-            ts = time.perf_counter()
-            frame = engine.render(ident, controls.frame(k))
-            t_render += time.perf_counter() - ts
-            encoder.write(frame)
-            if k % step == 0 or k == n - 1:
-                yield monitor.event("render", k + 1, n, f"frame {k + 1}/{n}")
-    total = time.perf_counter() - t0
-    yield Done(output=encoder.path, n_frames=n, fps=controls.fps, duration_s=audio.duration, size=(w, h),
-               timings={"analyse": t_analyse, "render": t_render, "total": total})
+    session = None
+    for ev in prepare(request.image, request.audio, request.settings, cancel=cancel, monitor=monitor.sub(0.0, 0.15)):
+        if isinstance(ev, Prepared):
+            session = ev.session
+        else:
+            yield ev
+    assert session is not None
+    yield from session.export(request.output, cancel=cancel, monitor=monitor.sub(0.15, 1.0), t0=t0)

@@ -293,10 +293,13 @@ class FaceRig:
             src = np.where(inside, b_end - (b_end - b_d) / np.maximum(1.0 - f, 1e-3), b_d)
             # lid skin: solve b + shift * fall((b_up - b) / brow) = b_d. The left side only grows with b
             # (the skin stretches), so Newton from the lowest candidate converges monotonically.
+            # The lash line (just above the margin) moves rigidly, so the lashes stay a thin line; the
+            # skin above it stretches.
             brow = eye["brow"]
+            lash = 0.3 * travel
             lid = b_d - shift
             for _ in range(5):
-                t = np.clip((b_up - lid) / brow, 0.0, 1.0)
+                t = np.clip((b_up - lash - lid) / brow, 0.0, 1.0)
                 g = lid + shift * _fall(t) - b_d
                 lid = lid - g / (1.0 + 6.0 * shift * t * (1.0 - t) / brow)
             src = np.where(inside | (b_d >= b_end), np.where(b_d >= b_end, b_d, src), lid)
