@@ -94,7 +94,7 @@ def main() -> None:
         t = time.perf_counter()
         mouth = analyze_speech(audio.samples, audio.sample_rate, fps=25.0, n_frames=n)
         analyse_s = time.perf_counter() - t
-        controls = build_controls(mouth, fps=25.0, seed=0, head_motion=1.0, blinks=True)
+        controls = build_controls(mouth, RenderSettings())
 
         engine = LiteEngine()
         ident = engine.prepare(rgb, face)

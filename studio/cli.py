@@ -22,6 +22,16 @@ def _positive_fps(text: str) -> float:
         raise argparse.ArgumentTypeError(f"invalid fps {text!r}: give a number such as 25 or 29.97") from None
 
 
+def _emotion(text: str) -> tuple[str, float | None]:
+    name, _, level = text.partition(":")
+    if not level:
+        return name.strip().lower(), None
+    try:
+        return name.strip().lower(), float(level)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid emotion {text!r}: use NAME or NAME:INTENSITY, e.g. happy:0.7") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="talkstudio",
@@ -46,9 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     t = r.add_mutually_exclusive_group()
     t.add_argument("--transcript", metavar="TEXT", help="what is said (English); aligns visemes exactly")
     t.add_argument("--transcript-file", type=Path, metavar="FILE", help="read the transcript from a text file")
-    r.add_argument("--head-motion", type=float, default=1.0, metavar="X",
-                   help="idle head-motion intensity, 0 = still (default: 1)")
-    r.add_argument("--no-blink", action="store_true", help="turn automatic blinking off")
+    r.add_argument("--pose-source", default="idle", metavar="VIDEO|still|idle|nod|look-around",
+                   help="head motion: copied from a video, or a preset (default: idle)")
+    r.add_argument("--pose-intensity", type=float, default=1.0, metavar="X",
+                   help="scale of the head motion, 0 = still (default: 1)")
+    r.add_argument("--emotion", default="neutral", type=_emotion, metavar="NAME[:INTENSITY]",
+                   help="expression preset: neutral, happy, sad, angry, surprised, with an optional "
+                        "intensity 0-1 (default: neutral; e.g. happy:0.7)")
+    r.add_argument("--emotion-source", type=Path, metavar="FILE",
+                   help="copy the expression of a photo or video instead of a preset")
+    r.add_argument("--blink", default="auto", choices=["auto", "off", "source"],
+                   help="automatic blinks, none, or those of the pose/emotion source video (default: auto)")
     r.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (default: 18)")
     r.add_argument("--preset", default="veryfast", help="x264 speed preset (default: veryfast)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -74,9 +92,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read the transcript file {args.transcript_file}: {exc}",
                              "give a UTF-8 text file") from None
+    emotion, level = args.emotion
     settings = RenderSettings(engine=args.engine, fps=args.fps, seed=args.seed, face_index=args.face_index,
-                              transcript=transcript, head_motion=args.head_motion, blinks=not args.no_blink,
-                              crf=args.crf, preset=args.preset)
+                              transcript=transcript, pose=args.pose_source, pose_intensity=args.pose_intensity,
+                              emotion=emotion, emotion_source=args.emotion_source, blink=args.blink,
+                              crf=args.crf, preset=args.preset,
+                              **({} if level is None else {"emotion_intensity": level}))
     request = RenderRequest(image=args.image, audio=args.audio, output=args.output, settings=settings)
     events = render(request)
     done: Done | None = None

@@ -118,7 +118,7 @@ def test_any_frame_rate_keeps_audio_and_video_in_step(tmp_path, fps):
     audio = _trimmed(sample("audio/english_radio_16k_stereo.wav"), tmp_path / "a.wav", 2.0)
     out = tmp_path / "v.mp4"
     events = list(render(RenderRequest(image=sample("images/taylor_256px.jpg"), audio=audio, output=out,
-                                       settings=RenderSettings(fps=fps, head_motion=0.5))))
+                                       settings=RenderSettings(fps=fps, pose_intensity=0.5))))
     done = events[-1]
     assert isinstance(done, Done) and done.n_frames == frame_count(2.0, fps)
     info = probe_media(out)

@@ -60,3 +60,51 @@ class ControlTrack:
                 raise ValueError(f"channel {name!r} has shape {arr.shape}, expected ({n_frames},)")
             values[:, CHANNELS.index(name)] = arr
         return cls(fps=fps, values=values, **kw)
+
+
+def apply_keyframes(track: ControlTrack, keyframes: dict[str, list[tuple[int, float]]], *,
+                    radius_s: float = 0.2) -> ControlTrack:
+    """Override channels around keyframes, blending smoothly back to the computed values.
+
+    Each keyframe (frame k, value v) on a channel sets that channel to exactly v at frame k; within
+    ``radius_s`` seconds on either side the value is a raised-cosine blend between v and the track's own
+    value, so an edit never makes the motion jump. Where the blends of neighbouring keyframes overlap,
+    inverse-distance weights keep every keyframe exact at its own frame and the curve smooth between.
+
+    Args:
+        track: the computed control track.
+        keyframes: channel name -> list of (frame index, value) in the channel's units.
+        radius_s: half-width of the blend in seconds.
+
+    Returns:
+        A new ControlTrack (the input is not modified).
+
+    Raises:
+        ValueError: unknown channel or a frame index out of range.
+    """
+    values = track.values.copy()
+    n = track.n_frames
+    radius = max(1.0, radius_s * track.fps)
+    k = np.arange(n)
+    for name, keys in keyframes.items():
+        if name not in track.channels:
+            raise ValueError(f"unknown channel {name!r}; channels are {', '.join(track.channels)}")
+        if not keys:
+            continue
+        keys = sorted((int(f), float(v)) for f, v in keys)
+        for f, _ in keys:
+            if not 0 <= f < n:
+                raise ValueError(f"keyframe at frame {f} is outside 0..{n - 1}")
+        frames = np.array([f for f, _ in keys], dtype=np.float64)
+        vals = np.array([v for _, v in keys], dtype=np.float64)
+        # one raised-cosine bump per keyframe; where bumps overlap, inverse-distance weights make each
+        # keyframe exact at its own frame and the curve smooth in between
+        dist = np.abs(k[:, None] - frames[None, :])
+        bump = 0.5 * (1 + np.cos(np.pi * np.clip(dist / radius, 0, 1)))
+        idw = bump / (dist ** 2 + 1e-6)
+        target = (idw * vals).sum(axis=1) / np.maximum(idw.sum(axis=1), 1e-30)
+        weight = bump.max(axis=1)
+        col = track.channels.index(name)
+        values[:, col] = (1 - weight) * values[:, col] + weight * target
+    return ControlTrack(fps=track.fps, values=values.astype(np.float32), channels=track.channels,
+                        visemes=track.visemes, energy=track.energy)

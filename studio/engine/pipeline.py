@@ -17,13 +17,12 @@ from typing import Iterator
 import numpy as np
 
 from studio import __version__
-from studio.core.errors import ConfigError, OutputError
+from studio.core.errors import ConfigError, InputError, OutputError
 from studio.core.progress import CancelToken, Progress, ProgressMonitor
 from studio.core.tracks import ControlTrack
 from studio.engine.audio.visemes import MouthTrack, analyze_speech
 from studio.engine.face.detect import FaceLandmarks, detect_faces, select_face
 from studio.engine.lite.engine import LiteEngine
-from studio.engine.sources.idle import blink_track, idle_head_motion
 from studio.media.audio import AudioClip, frame_count, is_silent, load_audio, peak_window_dbfs
 from studio.media.image import load_image
 from studio.media.video import FrameEncoder
@@ -32,6 +31,11 @@ ENGINES = ("lite",)
 OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov")
 MIN_FPS, MAX_FPS = 1.0, 120.0
 ANALYSIS_RATE = 16000  # Hz: speech analysis and the muxed soundtrack's source rate
+
+
+POSE_PRESETS = ("still", "idle", "nod", "look-around")
+EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised")
+BLINK_MODES = ("auto", "off", "source")
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,13 @@ class RenderSettings:
         seed: random seed of blinks and idle head motion.
         face_index: which face to animate when the photo has several (0 = largest).
         transcript: optional text of the speech; enables forced alignment (more exact visemes).
-        head_motion: idle head-motion intensity (0 = still head, 1 = natural).
-        blinks: automatic blinking on/off.
+        pose: head motion source: a preset from :data:`POSE_PRESETS` or the path of a video whose head
+            motion (yaw, pitch, roll, translation, scale) is transferred.
+        pose_intensity: scale of the head motion, 0..3 (0 = still, 1 = as the source/preset).
+        emotion: expression preset from :data:`EMOTIONS`; emotion_intensity: its strength, 0..1.
+        emotion_source: a photo or video whose expression (mouth corners, brows, eye openness) is
+            transferred instead of a preset (its intensity is emotion_intensity).
+        blink: "auto" (natural seeded blinks), "off", or "source" (the blinks of the pose or emotion video).
         crf: x264 constant rate factor (lower = better quality, bigger file).
         preset: x264 speed preset.
     """
@@ -55,21 +64,44 @@ class RenderSettings:
     seed: int = 0
     face_index: int = 0
     transcript: str | None = None
-    head_motion: float = 1.0
-    blinks: bool = True
+    pose: str = "idle"
+    pose_intensity: float = 1.0
+    emotion: str = "neutral"
+    emotion_intensity: float = 0.7
+    emotion_source: Path | None = None
+    blink: str = "auto"
     crf: int = 18
     preset: str = "veryfast"
 
+    @property
+    def pose_video(self) -> Path | None:
+        """The pose source video, or None for a preset."""
+        return None if self.pose in POSE_PRESETS else Path(self.pose)
+
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first invalid option."""
+        """Raise :class:`ConfigError` (or InputError for a missing source file) naming the first invalid option."""
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown engine {self.engine!r}", f"choose one of: {', '.join(ENGINES)}")
         if not np.isfinite(self.fps) or not MIN_FPS <= self.fps <= MAX_FPS:
             raise ConfigError(f"invalid fps {self.fps!r}", f"use a frame rate between {MIN_FPS:g} and {MAX_FPS:g}")
         if self.face_index < 0:
             raise ConfigError(f"invalid face index {self.face_index}", "use 0 for the largest face, 1 for the next")
-        if not 0.0 <= self.head_motion <= 3.0:
-            raise ConfigError(f"invalid head-motion intensity {self.head_motion}", "use a value from 0 to 3")
+        if not 0.0 <= self.pose_intensity <= 3.0:
+            raise ConfigError(f"invalid pose intensity {self.pose_intensity}", "use a value from 0 to 3")
+        if self.emotion not in EMOTIONS:
+            raise ConfigError(f"unknown emotion {self.emotion!r}", f"choose one of: {', '.join(EMOTIONS)}")
+        if not 0.0 <= self.emotion_intensity <= 1.0:
+            raise ConfigError(f"invalid emotion intensity {self.emotion_intensity}", "use a value from 0 to 1")
+        if self.blink not in BLINK_MODES:
+            raise ConfigError(f"unknown blink mode {self.blink!r}", f"choose one of: {', '.join(BLINK_MODES)}")
+        if self.blink == "source" and self.pose_video is None and self.emotion_source is None:
+            raise ConfigError("--blink source needs a source video",
+                              "give a video with --pose-source or --emotion-source, or use --blink auto")
+        for what, path in (("pose source", self.pose_video), ("emotion source", self.emotion_source)):
+            if path is not None and not Path(path).is_file():
+                raise InputError(f"{what} not found: {path}",
+                                 f"give an existing video file, or a preset: {', '.join(POSE_PRESETS)}"
+                                 if what == "pose source" else "give an existing photo or video file")
 
 
 @dataclass(frozen=True)
@@ -134,24 +166,26 @@ def even_crop(image: np.ndarray) -> np.ndarray:
     return image[: h - h % 2, : w - w % 2]
 
 
-def build_controls(mouth: MouthTrack, *, fps: float, seed: int, head_motion: float, blinks: bool) -> ControlTrack:
-    """Combine the speech-driven mouth track with automatic blinks and idle head motion.
+def build_controls(mouth: MouthTrack, settings: RenderSettings, *, cancel: CancelToken | None = None) -> ControlTrack:
+    """Combine the speech-driven mouth track with head pose, emotion and blinks.
 
     Args:
         mouth: from :func:`~studio.engine.audio.visemes.analyze_speech`.
-        fps: frame rate; seed: random seed; head_motion: motion intensity; blinks: blink on/off.
+        settings: pose / emotion / blink choices, seed and fps.
+        cancel: polled while source videos are analysed.
+
+    Returns:
+        The per-frame :class:`ControlTrack` every engine consumes.
     """
+    from studio.engine.sources.controls import source_channels
+
     n = mouth.n_frames
     channels: dict[str, np.ndarray] = {
         "jaw": mouth.jaw, "open": mouth.open, "spread": mouth.spread, "press": mouth.press, "teeth": mouth.teeth,
     }
-    if blinks:
-        b = blink_track(n, fps, seed=seed)
-        channels["blink_l"] = b
-        channels["blink_r"] = b
-    if head_motion > 0:
-        channels.update(idle_head_motion(n, fps, seed=seed, energy=mouth.energy, intensity=head_motion))
-    return ControlTrack.from_channels(fps, n, channels, visemes=mouth.visemes, energy=mouth.energy)
+    for name, arr in source_channels(n, mouth.fps, settings, energy=mouth.energy, cancel=cancel).items():
+        channels[name] = channels[name] + arr if name in channels else arr
+    return ControlTrack.from_channels(mouth.fps, n, channels, visemes=mouth.visemes, energy=mouth.energy)
 
 
 def provenance(engine: str) -> dict[str, str]:
@@ -313,8 +347,7 @@ def prepare(image: Path, audio: Path, settings: RenderSettings, *, cancel: Cance
     fps = float(settings.fps)
     mouth = analyze_speech(clip.samples, clip.sample_rate, fps=fps, n_frames=frame_count(clip.duration, fps),
                            transcript=settings.transcript, cancel=cancel)
-    controls = build_controls(mouth, fps=fps, seed=settings.seed, head_motion=settings.head_motion,
-                              blinks=settings.blinks)
+    controls = build_controls(mouth, settings, cancel=cancel)
     yield load.event("load", 3, 3, "speech analysed")
     yield Prepared(Session(identity, clip, mouth, controls, settings))
 
