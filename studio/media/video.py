@@ -44,6 +44,9 @@ X264_PRESETS: tuple[str, ...] = (
     "medium", "slow", "slower", "veryslow", "placebo",
 )  # fmt: skip
 
+#: H.264 encoders FrameEncoder can drive: the CPU's libx264 and NVIDIA's NVENC.
+H264_ENCODERS: tuple[str, ...] = ("libx264", "h264_nvenc")
+
 #: Sample rates passed to the AAC encoder unchanged; other rates are resampled to 48 kHz.
 _AAC_RATES = (44100, 48000)
 _AAC_DEFAULT_RATE = 48000
@@ -91,9 +94,12 @@ class FrameEncoder:
         metadata: container tags written as ``-metadata key=value`` (custom keys are kept thanks
             to ``-movflags use_metadata_tags``), e.g. ``{"comment": ..., "synthetic": "true"}``.
         threads: encoder threads (None: ffmpeg's default, all cores).
+        codec: H.264 encoder, one of :data:`H264_ENCODERS`: "libx264" (CPU, default) or "h264_nvenc"
+            (NVIDIA GPU; ``crf`` becomes its constant-quality ``-cq`` and ``preset`` is mapped to
+            NVENC's p1..p7); see :func:`available_h264_encoders`.
 
     Raises:
-        ConfigError: odd or non-positive size, bad fps, crf, preset, threads or metadata key.
+        ConfigError: odd or non-positive size, bad fps, crf, preset, threads, codec or metadata key.
         OutputError: ``path`` is a folder, its folder does not exist or is not writable, or the
             disk is full.
     """
@@ -110,8 +116,11 @@ class FrameEncoder:
         preset: str = "veryfast",
         metadata: Mapping[str, object] | None = None,
         threads: int | None = None,
+        codec: str = "libx264",
     ) -> None:
         _check_encoder_options(width, height, fps, crf, preset, threads)
+        if codec not in H264_ENCODERS:
+            raise ConfigError(f"unknown H.264 encoder {codec!r}", f"use one of {', '.join(H264_ENCODERS)}")
         tags = _check_metadata(metadata)
         self.path = Path(path).expanduser().absolute()
         self.width = int(width)
@@ -130,7 +139,7 @@ class FrameEncoder:
                 self._wav = _temp_wav(audio)
             cmd = _encoder_command(
                 self._partial, self.width, self.height, self.fps,
-                self._wav, int(crf), preset, tags, threads,
+                self._wav, int(crf), preset, tags, threads, codec,
             )  # fmt: skip
             self._proc = subprocess.Popen(
                 cmd,
@@ -301,6 +310,42 @@ class FrameEncoder:
         self._closed = True
 
 
+def ffmpeg_encoders() -> frozenset[str]:
+    """Names of the video encoders the bundled ffmpeg lists (``ffmpeg -hide_banner -encoders``)."""
+    try:
+        text = run_ffmpeg(["-encoders"]).stdout.decode("utf-8", errors="replace")
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+    return frozenset(_parse_encoders(text))
+
+
+def _parse_encoders(text: str) -> list[str]:
+    """Video encoder names from ``-encoders`` output: lines like `` V....D libx264   libx264 H.264 ...``."""
+    return [m.group(1) for m in re.finditer(r"^ V[A-Z.]{5} (\S+)", text, re.MULTILINE)]
+
+
+def _cuda_available() -> bool:
+    """True when torch is installed and sees a CUDA GPU (torch is imported only here, lazily)."""
+    try:
+        import torch
+    except Exception:  # noqa: BLE001 - no torch, or a broken install: no GPU encoding
+        return False
+    try:
+        return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def available_h264_encoders() -> tuple[str, ...]:
+    """The H.264 encoders usable here, best first: "libx264" always (when ffmpeg has it), and
+    "h264_nvenc" only when ffmpeg lists it AND a CUDA GPU is present."""
+    listed = ffmpeg_encoders()
+    out = [name for name in ("libx264",) if name in listed or not listed]
+    if "h264_nvenc" in listed and _cuda_available():
+        out.append("h264_nvenc")
+    return tuple(out)
+
+
 def _drain_lines(stream: io.BufferedReader, sink: collections.deque[str]) -> None:
     """Background thread: keep ffmpeg's stderr flowing into a bounded buffer of lines."""
     for raw in iter(stream.readline, b""):
@@ -397,6 +442,7 @@ def _encoder_command(
     preset: str,
     metadata: dict[str, str],
     threads: int | None,
+    codec: str = "libx264",
 ) -> list[str]:
     rate = fps_fraction(fps)
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y",
@@ -407,8 +453,12 @@ def _encoder_command(
     cmd += ["-map", "0:v:0"]
     if wav is not None:
         cmd += ["-map", "1:a:0"]
-    cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf),
-            "-vf", _BT709_FILTER, "-pix_fmt", "yuv420p"]  # fmt: skip
+    if codec == "h264_nvenc":
+        nv_preset = f"p{min(7, 1 + X264_PRESETS.index(preset) * 7 // len(X264_PRESETS))}"
+        cmd += ["-c:v", "h264_nvenc", "-preset", nv_preset, "-rc", "vbr", "-cq", str(crf), "-b:v", "0"]
+    else:
+        cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf)]
+    cmd += ["-vf", _BT709_FILTER, "-pix_fmt", "yuv420p"]
     if threads is not None:
         cmd += ["-threads", str(int(threads))]
     if wav is not None:

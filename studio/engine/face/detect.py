@@ -198,3 +198,44 @@ def select_face(faces: list[FaceLandmarks], *, face_index: int = 0, min_size: fl
             "use a larger photo or crop closer to the face",
         )
     return face
+
+
+class FaceTracker:
+    """Landmarks of the main face through a video, frame by frame.
+
+    The first frame (and any frame where the face is lost) runs the full detector; the others fit the
+    landmarker in the previous frame's face box, which is about 3x faster and temporally steadier.
+
+    Args:
+        face_index: which face (by size, 0 = largest) to follow when the detector runs.
+    """
+
+    def __init__(self, *, face_index: int = 0) -> None:
+        self.face_index = face_index
+        self._box: np.ndarray | None = None
+
+    def update(self, rgb: np.ndarray) -> FaceLandmarks | None:
+        """Landmarks in this frame ((H, W, 3) uint8 RGB), or None when no face is visible."""
+        rgb = np.ascontiguousarray(rgb)
+        if self._box is not None:
+            found = _landmarks_in_box(rgb, self._box)
+            if found is not None:
+                points, depth = found
+                self._box = _box_of(points)
+                return FaceLandmarks(tuple(float(v) for v in self._box), 1.0, points, depth)
+        faces = detect_faces(rgb)
+        if len(faces) <= self.face_index:
+            self._box = None
+            return None
+        face = faces[self.face_index]
+        self._box = _box_of(face.points)
+        return face
+
+
+def _box_of(points: np.ndarray) -> np.ndarray:
+    """A detector-like box (x0, y0, x1, y1) around landmarks: the mesh spans brow to chin, the detector's
+    box is a little tighter and lower, so shrink it to match what :func:`_landmarks_in_box` expects."""
+    x0, y0 = points.min(axis=0)
+    x1, y1 = points.max(axis=0)
+    w, h = x1 - x0, y1 - y0
+    return np.array([x0 + 0.05 * w, y0 + 0.15 * h, x1 - 0.05 * w, y1 + 0.02 * h], dtype=np.float64)

@@ -55,7 +55,7 @@ class LiteEngine:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
         image = np.ascontiguousarray(image)
-        rig = FaceRig(face.points, image.shape[:2], proportions=self.proportions)
+        rig = FaceRig(face.points, image.shape[:2], depth=face.depth, proportions=self.proportions)
         palette = MouthPalette.from_photo(image, face.points, rig.gap0, rig.M)
         window = self._mouth_window(rig)
         upper_edge = 0.4 * rig.gap0 / 2 if rig.shows_teeth else 0.05 * rig.M

@@ -68,6 +68,7 @@ class FaceRig:
     Args:
         points: (478, 2) float landmarks in pixels (MediaPipe indexing) of the identity photo.
         image_size: (height, width) of the photo in pixels.
+        depth: (478,) relative landmark depth in pixels (MediaPipe z; negative = towards the camera).
         proportions: articulation ranges.
 
     Attributes:
@@ -77,12 +78,14 @@ class FaceRig:
         basis_up, basis_lo: (K, Gh, Gw, 2) float32 forward fields (pixels per unit), K = len(BASES).
     """
 
-    def __init__(self, points: np.ndarray, image_size: tuple[int, int], *,
+    def __init__(self, points: np.ndarray, image_size: tuple[int, int], *, depth: np.ndarray | None = None,
                  proportions: Proportions = Proportions()) -> None:
         p = np.asarray(points, dtype=np.float64)
         if p.shape != (478, 2):
             raise ValueError(f"expected (478, 2) landmarks, got {p.shape}")
         self.points = p
+        # relative depth per landmark (pixels, negative towards the camera); a flat face if unknown
+        self.depth = np.zeros(478) if depth is None else np.asarray(depth, dtype=np.float64)
         self.image_h, self.image_w = image_size
         self.prop = proportions
         self.M = T.mouth_width(p)
@@ -245,14 +248,11 @@ class FaceRig:
         rad = np.pi / 180.0
         d = P - self.pivot
         up[_B["roll"]] = lo[_B["roll"]] = (rad * head)[..., None] * np.stack([-d[..., 1], d[..., 0]], -1)
-        rel = P - self.face_center
-        a = (rel @ self.eh) / (0.55 * self.face_w)
-        b = (rel @ self.ed) / (0.55 * self.H)
-        bump = np.sqrt(np.clip(1 - a * a, 0, 1)) * np.sqrt(np.clip(1 - 0.5 * b * b, 0, 1))
-        r_yaw, r_pitch = 0.5 * self.face_w, 0.5 * self.H
-        # yaw/pitch: the face's centre travels further than its outline (a rotating ellipsoid)
-        up[_B["yaw"]] = lo[_B["yaw"]] = (rad * r_yaw * (0.35 + 0.65 * bump) * head)[..., None] * self.eh
-        up[_B["pitch"]] = lo[_B["pitch"]] = (rad * r_pitch * (0.35 + 0.65 * bump) * head)[..., None] * self.ed
+        # yaw/pitch: rotate the face's own 3-D mesh about an axis through the middle of the head; the nose
+        # travels furthest, the outline (turning in depth) least: that parallax is what reads as a turn
+        front = self._rotation_lever(P) * head
+        up[_B["yaw"]] = lo[_B["yaw"]] = (rad * front)[..., None] * self.eh
+        up[_B["pitch"]] = lo[_B["pitch"]] = (rad * front)[..., None] * self.ed
         up[_B["tx"]] = lo[_B["tx"]] = head[..., None] * np.array([1.0, 0.0])
         up[_B["ty"]] = lo[_B["ty"]] = head[..., None] * np.array([0.0, 1.0])
         up[_B["scale"]] = lo[_B["scale"]] = head[..., None] * d
@@ -306,6 +306,31 @@ class FaceRig:
             delta = (src - b_d).astype(np.float32)
             pos[near] += delta[:, None] * eye["eb"].astype(np.float32)
         return pos
+
+    def _rotation_lever(self, P: np.ndarray) -> np.ndarray:
+        """How far in front of the head's rotation axis each position is, in pixels (per radian of yaw or
+        pitch that is its displacement), interpolated from the mesh's depth over the grid.
+
+        The axis sits 0.55 face widths behind the mean face depth (the middle of the skull). Between
+        landmarks: Gaussian kernel regression (sigma = 7 % of the face height); off the face it settles to
+        the outline's value, so hair and ears move with the skull.
+        """
+        mesh = self.points[:468]
+        depth = self.depth[:468]
+        axis_depth = float(depth.mean()) + 0.55 * self.face_w
+        lever = axis_depth - depth  # > 0: in front of the axis
+        outline = float(lever[list(T.FACE_OVAL)].mean())
+        sigma = 0.07 * self.H
+        flat = P.reshape(-1, 2)
+        num = np.zeros(len(flat))
+        den = np.zeros(len(flat))
+        for chunk in range(0, len(mesh), 64):
+            d2 = ((flat[:, None, :] - mesh[None, chunk:chunk + 64, :]) ** 2).sum(-1)
+            w = np.exp(-0.5 * d2 / sigma ** 2)
+            num += w @ lever[chunk:chunk + 64]
+            den += w.sum(axis=1)
+        eps = 0.05
+        return ((num + eps * outline) / (den + eps)).reshape(P.shape[:-1])
 
     def head_mask(self, P: np.ndarray) -> np.ndarray:
         """Weight in [0, 1] of the head motion at pixel positions (..., 2): 1 on the head, 0 far away."""

@@ -1,0 +1,158 @@
+"""The studio's long jobs as generators (Progress events, then a result), run by GUI workers.
+
+- :func:`prepare_project`: the document's identity + speech + sources -> an engine Session.
+- :func:`controls_for`: the Session's control track with the document's keyframe overrides (cheap).
+- :func:`export_video`: render frames [start, stop) at the chosen resolution and encode them with the
+  chosen H.264 encoder; the file appears only when complete (FrameEncoder's atomic rename).
+- :func:`source_thumbnail`: a small picture of a pose/emotion source (first frame of a video).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from studio.app.identity import identity_image_path, is_video
+from studio.app.project import RESOLUTIONS, ExportSettings, ProjectState
+from studio.core.errors import ConfigError, InputError
+from studio.core.progress import CancelToken, Progress, ProgressMonitor
+from studio.core.tracks import ControlTrack, apply_keyframes
+from studio.engine.pipeline import Done, Notice, Prepared, Session, check_output_path, prepare, provenance
+from studio.media.audio import AudioClip
+from studio.media.image import load_image
+from studio.media.video import FrameEncoder, read_video_frames
+
+
+def prepare_project(state: ProjectState, *, cancel: CancelToken | None = None,
+                    monitor: ProgressMonitor | None = None) -> Iterator[Progress | Notice | Prepared]:
+    """Run the engine's ``prepare`` on the document's identity, speech and settings.
+
+    Yields Progress and Notices, then one Prepared.
+
+    Raises:
+        ConfigError: the document has no identity or no speech yet; the engine's errors otherwise.
+    """
+    cancel = cancel or CancelToken()
+    monitor = monitor or ProgressMonitor()
+    if state.identity is None:
+        raise ConfigError("no identity yet", "drop a photo or a short video on the Identity panel")
+    if state.audio is None:
+        raise ConfigError("no speech yet", "drop an audio or video file on the timeline")
+    image = identity_image_path(state.identity, cancel=cancel)
+    yield from prepare(image, state.audio, state.render_settings(), cancel=cancel, monitor=monitor)
+
+
+def controls_for(base: ControlTrack, state: ProjectState) -> ControlTrack:
+    """The control track with the document's keyframe overrides applied (base unchanged if none)."""
+    keys = state.keyframes_in_frames(base.fps, base.n_frames)
+    keys = {k: v for k, v in keys.items() if k in base.channels}
+    return apply_keyframes(base, keys) if keys else base
+
+
+def output_size(size: tuple[int, int], resolution: str) -> tuple[int, int]:
+    """(width, height) of the exported video: the photo's size scaled down to the resolution's
+    height (never up), both even."""
+    if resolution not in RESOLUTIONS:
+        raise ConfigError(f"unknown resolution {resolution!r}", f"use one of {', '.join(RESOLUTIONS)}")
+    w, h = size
+    limit = RESOLUTIONS[resolution]
+    if limit is not None and h > limit:
+        w, h = w * limit / h, limit
+    return max(2, int(w) // 2 * 2), max(2, int(h) // 2 * 2)
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """A checked export: where, which frames, what size, which encoder."""
+
+    output: Path
+    frame_range: tuple[int, int]
+    size: tuple[int, int]
+    crf: int
+    encoder: str
+
+
+def plan_export(session: Session, state: ProjectState, export: ExportSettings) -> ExportPlan:
+    """Validate the export settings against the session (fails fast, before any work).
+
+    Raises:
+        ConfigError / OutputError: no output path, bad extension or folder, bad resolution or crf.
+    """
+    if export.output is None:
+        raise ConfigError("no output file chosen", "choose where to save the video")
+    output = check_output_path(export.output)
+    if not 0 <= int(export.crf) <= 51:
+        raise ConfigError(f"quality (CRF) must be 0..51, got {export.crf}", "18 is visually lossless")
+    rng = state.frame_range(session.controls.fps, session.n_frames) if export.use_range else None
+    return ExportPlan(output, rng or (0, session.n_frames), output_size(session.size, export.resolution),
+                      int(export.crf), export.encoder)
+
+
+def export_video(session: Session, controls: ControlTrack, plan: ExportPlan, *,
+                 cancel: CancelToken | None = None,
+                 monitor: ProgressMonitor | None = None) -> Iterator[Progress | Done]:
+    """Render and encode ``plan.frame_range`` of ``session`` driven by ``controls``.
+
+    It uses its own Session copy (``with_controls``), so it can run in a worker thread while the preview
+    renders from another. Yields Progress (stage "export", done/total in frames) then Done.
+    """
+    cancel = cancel or CancelToken()
+    monitor = monitor or ProgressMonitor()
+    t0 = time.perf_counter()
+    own = session.with_controls(controls)
+    fps = controls.fps
+    start, stop = plan.frame_range
+    audio = session.audio
+    a = round(start * audio.sample_rate / fps)
+    b = min(round(stop * audio.sample_rate / fps), audio.num_samples)
+    clip = AudioClip(audio.samples[a:b], audio.sample_rate, audio.source)
+    w, h = plan.size
+    n = stop - start
+    resize = (w, h) != session.size
+    t_render = 0.0
+    yield monitor.event("export", 0, n, "starting the encoder")
+    with FrameEncoder(plan.output, width=w, height=h, fps=fps, audio=clip, crf=plan.crf,
+                      preset=session.settings.preset, metadata=provenance(session.settings.engine),
+                      codec=plan.encoder) as encoder:
+        for i, k in enumerate(range(start, stop)):
+            cancel.raise_if_cancelled()
+            ts = time.perf_counter()
+            frame = own.render_frame(k)
+            if resize:
+                frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+            t_render += time.perf_counter() - ts
+            encoder.write(frame)
+            yield monitor.event("export", i + 1, n, f"frame {i + 1}/{n}")
+    yield Done(output=encoder.path, n_frames=n, fps=fps, duration_s=clip.duration, size=(w, h),
+               timings={"render": t_render, "total": time.perf_counter() - t0})
+
+
+def source_thumbnail(path: Path, *, max_side: int = 160) -> np.ndarray:
+    """(h, w, 3) uint8 thumbnail of a photo or of a video's first frame, longest side ``max_side`` px.
+
+    Raises:
+        InputError: unreadable file.
+    """
+    path = Path(path)
+    if is_video(path):
+        _, frames = read_video_frames(path)
+        try:
+            frame = next(iter(frames))
+        except StopIteration:
+            raise InputError(f"no frames in {path}", "choose another video") from None
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+    else:
+        frame = load_image(path)
+    h, w = frame.shape[:2]
+    scale = max_side / max(h, w)
+    if scale < 1:
+        frame = cv2.resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(frame)

@@ -1,0 +1,478 @@
+"""The project document: everything a studio session edits, saved as JSON.
+
+A :class:`Project` holds one immutable :class:`ProjectState` (identity, speech, pose and emotion sources,
+intensities, keyframes, in/out range, export settings). Every edit replaces the state through
+:meth:`Project.update`, which notifies observers with the names of the fields that changed; the GUI wraps
+each edit in a QUndoCommand that calls :meth:`Project.update` with the old or new values. Because the
+state is immutable, a worker thread can hold a snapshot while the user keeps editing.
+
+On disk (``*.talkproj``, JSON): ``schema_version``, then the fields; file paths are stored relative to
+the project file's folder, so a project folder can be moved or shared. Saving is atomic (temporary file
++ ``os.replace``). Loading an older schema migrates it (:data:`MIGRATIONS`); a newer one is a clear error.
+
+Autosave: :class:`Autosaver` writes the dirty document to ``data_dir()/autosave`` and
+:func:`find_recoveries` lists autosaves that are newer than their project file (a crash left them), so
+the studio can offer to recover them at startup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from studio.core.errors import InputError, OutputError
+from studio.core.paths import data_dir
+
+SCHEMA_VERSION = 1
+PROJECT_SUFFIX = ".talkproj"
+
+#: Fields whose change requires the speech analysis / control track to be rebuilt (``prepare``).
+PREPARE_FIELDS = frozenset({
+    "identity", "identity_frame_s", "audio", "transcript", "engine", "fps", "seed", "face_index",
+    "pose", "pose_intensity", "emotion", "emotion_source", "emotion_intensity", "blink",
+})
+
+#: Export resolutions: name -> maximum output height in pixels (None = the photo's own size).
+RESOLUTIONS: dict[str, int | None] = {"source": None, "1080p": 1080, "720p": 720, "480p": 480}
+
+Keyframes = Mapping[str, tuple[tuple[float, float], ...]]
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """What the export dialog remembers.
+
+    Attributes:
+        output: the video to write (None: not chosen yet).
+        resolution: a key of :data:`RESOLUTIONS`.
+        crf: constant rate factor / constant quality, 0 (best) .. 51.
+        encoder: "libx264" or "h264_nvenc".
+        use_range: export only the in/out range (when one is set) instead of the whole clip.
+    """
+
+    output: Path | None = None
+    resolution: str = "source"
+    crf: int = 18
+    encoder: str = "libx264"
+    use_range: bool = True
+
+
+@dataclass(frozen=True)
+class ProjectState:
+    """One version of the document. Paths are absolute in memory.
+
+    Attributes:
+        identity: the photo or short video whose face is animated.
+        identity_frame_s: for a video identity, the time (s) of the chosen frame (None: pick automatically).
+        audio: the speech (audio file or the soundtrack of a video).
+        transcript: optional text of the speech.
+        engine: "lite" or "neural".
+        fps: output frame rate (frames/s). seed: blink / idle-motion seed. face_index: 0 = largest face.
+        pose: a pose preset name or the absolute path of a pose source video.
+        pose_intensity: 0..3. emotion: an emotion preset; emotion_source: photo/video whose expression is
+            copied instead (None: the preset); emotion_intensity: 0..1. blink: "auto", "off" or "source".
+        keyframes: channel -> ((time in s, value in the channel's units), ...), sorted by time.
+        range_s: (in, out) in seconds, or None for the whole clip.
+        export: the export dialog's settings.
+    """
+
+    identity: Path | None = None
+    identity_frame_s: float | None = None
+    audio: Path | None = None
+    transcript: str | None = None
+    engine: str = "lite"
+    fps: float = 25.0
+    seed: int = 0
+    face_index: int = 0
+    pose: str = "idle"
+    pose_intensity: float = 1.0
+    emotion: str = "neutral"
+    emotion_source: Path | None = None
+    emotion_intensity: float = 0.7
+    blink: str = "auto"
+    keyframes: Keyframes = field(default_factory=dict)
+    range_s: tuple[float, float] | None = None
+    export: ExportSettings = field(default_factory=ExportSettings)
+
+    def render_settings(self):
+        """The engine's :class:`~studio.engine.pipeline.RenderSettings` for this state."""
+        from studio.engine.pipeline import RenderSettings
+
+        return RenderSettings(engine=self.engine, fps=float(self.fps), seed=int(self.seed),
+                              face_index=int(self.face_index), transcript=self.transcript or None,
+                              pose=self.pose, pose_intensity=float(self.pose_intensity), emotion=self.emotion,
+                              emotion_intensity=float(self.emotion_intensity), emotion_source=self.emotion_source,
+                              blink=self.blink, crf=int(self.export.crf))
+
+    def keyframes_in_frames(self, fps: float, n_frames: int) -> dict[str, list[tuple[int, float]]]:
+        """Keyframes as ``apply_keyframes`` wants them: channel -> [(frame index, value)] inside the clip."""
+        out: dict[str, list[tuple[int, float]]] = {}
+        for name, keys in self.keyframes.items():
+            frames = [(int(round(t * fps)), float(v)) for t, v in keys]
+            frames = [(k, v) for k, v in frames if 0 <= k < n_frames]
+            if frames:
+                out[name] = frames
+        return out
+
+    def frame_range(self, fps: float, n_frames: int) -> tuple[int, int] | None:
+        """The in/out range as a frame range [start, stop) clipped to the clip, or None for all of it."""
+        if self.range_s is None:
+            return None
+        a, b = self.range_s
+        start = max(0, min(n_frames - 1, int(round(a * fps))))
+        stop = max(start + 1, min(n_frames, int(round(b * fps))))
+        return None if (start, stop) == (0, n_frames) else (start, stop)
+
+
+def with_keyframe(keyframes: Keyframes, channel: str, time_s: float, value: float, *,
+                  snap_s: float = 1e-3) -> dict[str, tuple[tuple[float, float], ...]]:
+    """A copy of ``keyframes`` with (time_s, value) set on ``channel`` (replacing one within ``snap_s``)."""
+    keys = [kv for kv in keyframes.get(channel, ()) if abs(kv[0] - time_s) > snap_s]
+    keys.append((round(float(time_s), 4), float(value)))
+    out = dict(keyframes)
+    out[channel] = tuple(sorted(keys))
+    return out
+
+
+def without_keyframes(keyframes: Keyframes, channel: str | None = None) -> dict[str, tuple[tuple[float, float], ...]]:
+    """A copy of ``keyframes`` without those of ``channel`` (all channels when None)."""
+    return {} if channel is None else {k: v for k, v in keyframes.items() if k != channel}
+
+
+# ------------------------------------------------------------------------------------------------
+# (de)serialisation
+
+_PATH_FIELDS = ("identity", "audio", "emotion_source")
+
+
+def _rel(path: Path | None, base: Path) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(os.path.relpath(path, base)).as_posix()
+    except ValueError:  # another drive on Windows
+        return str(path)
+
+
+def _abs(text: str | None, base: Path) -> Path | None:
+    if text in (None, ""):
+        return None
+    p = Path(text).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def state_to_dict(state: ProjectState, base: Path) -> dict[str, Any]:
+    """JSON-ready dict of ``state`` with paths relative to the folder ``base``."""
+    out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+    for f in fields(ProjectState):
+        value = getattr(state, f.name)
+        if f.name in _PATH_FIELDS:
+            value = _rel(value, base)
+        elif f.name == "pose":
+            value = value if _is_preset_pose(value) else {"video": _rel(Path(value), base)}
+        elif f.name == "keyframes":
+            value = {k: [list(kv) for kv in v] for k, v in value.items()}
+        elif f.name == "range_s":
+            value = None if value is None else list(value)
+        elif f.name == "export":
+            value = asdict(value)
+            value["output"] = _rel(state.export.output, base)
+        out[f.name] = value
+    return out
+
+
+def state_from_dict(data: Mapping[str, Any], base: Path) -> ProjectState:
+    """Inverse of :func:`state_to_dict` (after migration); unknown keys are ignored."""
+    kw: dict[str, Any] = {}
+    names = {f.name for f in fields(ProjectState)}
+    for name, value in data.items():
+        if name not in names:
+            continue
+        if name in _PATH_FIELDS:
+            value = _abs(value, base)
+        elif name == "pose":
+            value = str(_abs(value["video"], base)) if isinstance(value, dict) else str(value)
+        elif name == "keyframes":
+            value = {str(k): tuple(sorted((float(t), float(v)) for t, v in keys)) for k, keys in (value or {}).items()}
+        elif name == "range_s":
+            value = None if value is None else (float(value[0]), float(value[1]))
+        elif name == "export":
+            ex = {k: v for k, v in (value or {}).items() if k in {f.name for f in fields(ExportSettings)}}
+            ex["output"] = _abs(ex.get("output"), base)
+            value = ExportSettings(**ex)
+        elif name in ("fps", "pose_intensity", "emotion_intensity") or (name == "identity_frame_s" and value is not None):
+            value = float(value)
+        kw[name] = value
+    return ProjectState(**kw)
+
+
+def _is_preset_pose(pose: str) -> bool:
+    from studio.engine.pipeline import POSE_PRESETS
+
+    return pose in POSE_PRESETS
+
+
+#: schema_version N -> function migrating a dict of version N to N + 1.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def migrate(data: dict[str, Any], *, source: str = "the project") -> dict[str, Any]:
+    """Bring a loaded dict up to :data:`SCHEMA_VERSION`.
+
+    Raises:
+        InputError: no schema_version, or one newer than this version of the studio understands.
+    """
+    version = data.get("schema_version")
+    if not isinstance(version, int) or version < 1:
+        raise InputError(f"{source} is not a Talking Head Studio project (no schema_version)",
+                         "open a .talkproj file saved by the studio")
+    if version > SCHEMA_VERSION:
+        raise InputError(f"{source} was saved by a newer studio (schema {version}; this one reads up to "
+                         f"{SCHEMA_VERSION})", "update Talking Head Studio to open it")
+    while version < SCHEMA_VERSION:
+        data = MIGRATIONS[version](dict(data))
+        version += 1
+        data["schema_version"] = version
+    return data
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``.
+
+    Raises:
+        OutputError: the folder is missing or not writable, or the disk is full.
+    """
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}",
+                          "choose a folder that exists and that you can write to") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}", "check free disk space and permissions") from exc
+
+
+def read_project_file(path: Path) -> tuple[ProjectState, dict[str, Any]]:
+    """Read and migrate a project (or autosave) file: (state, the raw migrated dict)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"project not found: {path}", "check the path or pick it again from File > Open") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read the project {path}: {exc}", "the file is damaged or not a project") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} is not a Talking Head Studio project", "open a .talkproj file")
+    data = migrate(data, source=str(path))
+    base = Path(data.get("base_dir") or path.parent)
+    try:
+        return state_from_dict(data, base), data
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InputError(f"the project {path} has an invalid field: {exc}", "the file is damaged") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# the document
+
+Observer = Callable[[frozenset[str]], None]
+
+
+class Project:
+    """The open document: current state, file path, dirty flag and observers.
+
+    Observers are called with the frozenset of changed field names after every :meth:`update`, and with
+    ``{"*"}`` when the whole document was replaced (new/open/recover).
+    """
+
+    def __init__(self, state: ProjectState | None = None, path: Path | None = None) -> None:
+        self._state = state or ProjectState()
+        self.path = None if path is None else Path(path).absolute()
+        self.dirty = False
+        self.revision = 0  # increments on every change; the autosaver compares it
+        self.untitled_id = uuid.uuid4().hex[:12]
+        self._observers: list[Observer] = []
+
+    @property
+    def state(self) -> ProjectState:
+        return self._state
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative paths refer to (the project's folder; the cwd while untitled)."""
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    def observe(self, callback: Observer) -> None:
+        self._observers.append(callback)
+
+    def _notify(self, changed: frozenset[str]) -> None:
+        for cb in list(self._observers):
+            cb(changed)
+
+    def update(self, **changes: Any) -> frozenset[str]:
+        """Replace fields of the state; notify observers of those that really changed.
+
+        Returns:
+            The names of the changed fields (empty when every value was already set).
+        """
+        current = self._state
+        changed = frozenset(k for k, v in changes.items() if getattr(current, k) != v)
+        if not changed:
+            return changed
+        self._state = replace(current, **{k: changes[k] for k in changed})
+        self.dirty = True
+        self.revision += 1
+        self._notify(changed)
+        return changed
+
+    def values(self, names: Iterable[str]) -> dict[str, Any]:
+        """Current values of the named fields (for undo)."""
+        return {n: getattr(self._state, n) for n in names}
+
+    def replace_all(self, state: ProjectState, path: Path | None, *, dirty: bool = False) -> None:
+        """Swap in a whole new document (new / open / recover)."""
+        self._state = state
+        self.path = None if path is None else Path(path).absolute()
+        self.dirty = dirty
+        self.revision += 1
+        self.untitled_id = uuid.uuid4().hex[:12]
+        self._notify(frozenset({"*"}))
+
+    # -- files -----------------------------------------------------------------------------------
+
+    def to_json(self, base: Path) -> str:
+        return json.dumps(state_to_dict(self._state, base), indent=2, ensure_ascii=False) + "\n"
+
+    def save(self, path: Path | None = None) -> Path:
+        """Write the project (atomically) to ``path`` (default: its current path) and mark it clean.
+
+        Raises:
+            ValueError: no path given for an untitled project. OutputError: cannot write.
+        """
+        target = Path(path).absolute() if path is not None else self.path
+        if target is None:
+            raise ValueError("an untitled project needs a path to save to")
+        if target.suffix != PROJECT_SUFFIX:
+            target = target.with_name(target.name + PROJECT_SUFFIX)
+        old_autosave = autosave_path(self)
+        atomic_write_text(target, self.to_json(target.parent))
+        self.path = target
+        self.dirty = False
+        old_autosave.unlink(missing_ok=True)
+        autosave_path(self).unlink(missing_ok=True)
+        self._notify(frozenset({"path"}))
+        return target
+
+    @classmethod
+    def load(cls, path: Path) -> "Project":
+        """Open a project file (migrating older schemas)."""
+        state, _ = read_project_file(path)
+        return cls(state, path)
+
+
+# ------------------------------------------------------------------------------------------------
+# autosave and recovery
+
+def autosave_dir() -> Path:
+    return data_dir() / "autosave"
+
+
+def autosave_path(project: Project) -> Path:
+    """Where the autosave of ``project`` goes: keyed by its path's hash (or its untitled id)."""
+    key = (hashlib.sha256(str(project.path).encode()).hexdigest()[:16] if project.path is not None
+           else f"untitled-{project.untitled_id}")
+    return autosave_dir() / f"{key}.json"
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """An autosave left by a session that did not end cleanly.
+
+    Attributes:
+        autosave: the autosave file. project: the project file it belongs to (None: never saved).
+        saved_at: when the autosave was written (seconds since the epoch).
+    """
+
+    autosave: Path
+    project: Path | None
+    saved_at: float
+
+    def load(self) -> Project:
+        """The recovered document: the autosaved state, at its project's path, marked dirty."""
+        state, _ = read_project_file(self.autosave)
+        project = Project(state, self.project)
+        project.dirty = True
+        return project
+
+
+def write_autosave(project: Project) -> Path:
+    """Write the document to its autosave file (paths absolute, plus where it belongs)."""
+    folder = autosave_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    base = project.base_dir
+    data = state_to_dict(project.state, base)
+    data.update(base_dir=str(base), autosave_of=None if project.path is None else str(project.path),
+                saved_at=time.time())
+    target = autosave_path(project)
+    atomic_write_text(target, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return target
+
+
+def find_recoveries() -> list[Recovery]:
+    """Autosaves newer than their project file (or of projects never saved), newest first."""
+    out: list[Recovery] = []
+    folder = autosave_dir()
+    if not folder.is_dir():
+        return out
+    for path in folder.glob("*.json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            saved_at = float(data.get("saved_at", path.stat().st_mtime))
+        except (OSError, ValueError, TypeError):
+            continue
+        project = Path(data["autosave_of"]) if data.get("autosave_of") else None
+        if project is not None and project.exists() and project.stat().st_mtime >= saved_at:
+            path.unlink(missing_ok=True)  # the project was saved after: stale
+            continue
+        out.append(Recovery(path, project, saved_at))
+    return sorted(out, key=lambda r: r.saved_at, reverse=True)
+
+
+class Autosaver:
+    """Writes the document's autosave when it changed since the last one (call :meth:`tick` periodically).
+
+    Args:
+        project: the document. interval_s: how often the GUI's timer should call :meth:`tick` (seconds).
+    """
+
+    def __init__(self, project: Project, interval_s: float = 30.0) -> None:
+        self.project = project
+        self.interval_s = float(interval_s)
+        self._saved_revision = -1
+
+    def tick(self) -> Path | None:
+        """Autosave if dirty and changed since the last autosave; returns the file written, or None."""
+        p = self.project
+        if not p.dirty or p.revision == self._saved_revision:
+            return None
+        path = write_autosave(p)
+        self._saved_revision = p.revision
+        return path
+
+    def discard(self) -> None:
+        """Delete the autosave (after a clean save or close)."""
+        autosave_path(self.project).unlink(missing_ok=True)
+        self._saved_revision = -1
