@@ -35,7 +35,7 @@ PROJECT_SUFFIX = ".talkproj"
 
 #: Fields whose change requires the speech analysis / control track to be rebuilt (``prepare``).
 PREPARE_FIELDS = frozenset({
-    "identity", "identity_frame_s", "audio", "transcript", "engine", "fps", "seed", "face_index",
+    "identity", "audio", "transcript", "engine", "fps", "seed", "face_index",
     "pose", "pose_intensity", "emotion", "emotion_source", "emotion_intensity", "blink",
 })
 

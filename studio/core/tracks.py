@@ -10,8 +10,9 @@ import numpy as np
 #: jaw, open, press, teeth in [0, 1]; spread in [-1, 1] (-1 rounded, +1 spread);
 #: blink_l / blink_r in [0, 1] (1 = closed; image-left / image-right eye);
 #: yaw, pitch, roll in degrees; tx, ty as fractions of the face height; scale relative (0.01 = +1 %).
+#: smile, brow, brow_inner, eyes: expression in about [-1, 1] (see studio.engine.sources.emotion).
 CHANNELS = ("jaw", "open", "spread", "press", "teeth", "blink_l", "blink_r",
-            "yaw", "pitch", "roll", "tx", "ty", "scale")
+            "yaw", "pitch", "roll", "tx", "ty", "scale", "smile", "brow", "brow_inner", "eyes")
 
 
 @dataclass(frozen=True)

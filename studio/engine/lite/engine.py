@@ -125,7 +125,7 @@ class LiteEngine:
         coarse = p_head
         coarse[zi0:zi1, zj0:zj1] = np.where((a_up <= 0)[..., None], p_up,
                                             np.where((a_lo <= 0)[..., None], p_lo, p_up))
-        rig.blink_inverse(coarse, (controls.get("blink_l", 0.0), controls.get("blink_r", 0.0)))
+        rig.blink_inverse(coarse, rig.eye_closure(controls))
         # upsample the displacement, not the positions: it is 0 at the ROI's edge, so clamping there is exact
         fine = upsample(coarse - rig.grid_xy, s, (y1 - y0, x1 - x0))
         fine += ident.roi_xy

@@ -27,11 +27,11 @@ from studio.engine.face import topology as T
 
 # control names, in basis order
 CONTROLS = ("jaw", "open", "spread", "press", "teeth", "blink_l", "blink_r",
-            "yaw", "pitch", "roll", "tx", "ty", "scale")
+            "yaw", "pitch", "roll", "tx", "ty", "scale", "smile", "brow", "brow_inner", "eyes")
 HEAD_CONTROLS = ("yaw", "pitch", "roll", "tx", "ty", "scale")
 # internal bases: the mouth controls map onto these (see FaceRig.coefficients)
-BASES = ("close", "upper_raise", "lower_drop", "jaw", "spread", "press",
-         "yaw", "pitch", "roll", "tx", "ty", "scale")
+BASES = ("close", "upper_raise", "lower_drop", "jaw", "spread", "press", "smile", "brow", "brow_inner",
+         "brow_knit", "yaw", "pitch", "roll", "tx", "ty", "scale")
 _B = {name: i for i, name in enumerate(BASES)}
 
 
@@ -244,6 +244,17 @@ class FaceRig:
         up[_B["press"]] = (prof * _fall((-vl - 0.5 * self.lip_upper) / self.lip_upper))[..., None] * ev
         lo[_B["press"]] = (-prof * _fall((vl - 0.5 * self.lip_lower) / self.lip_lower))[..., None] * ev
 
+        # smile (+) / frown (-): the corners go up and out, the cheeks above them follow
+        corner = np.exp(-(((np.abs(u) - cu) / (0.5 * cu)) ** 2))
+        reach_s = np.where(vl < 0, 0.9 * self.d_nose, 0.7 * self.d_chin)
+        smile = corner * _fall((np.abs(vl) - thick) / reach_s)
+        up[_B["smile"]] = lo[_B["smile"]] = smile[..., None] * (
+            -0.055 * self.M * ev + (0.03 * self.M * np.sign(u))[..., None] * self.eu)
+        brow, inner, knit = self._brow_fields(P)
+        up[_B["brow"]] = lo[_B["brow"]] = brow
+        up[_B["brow_inner"]] = lo[_B["brow_inner"]] = inner
+        up[_B["brow_knit"]] = lo[_B["brow_knit"]] = knit
+
         head = self.head_mask(P)
         rad = np.pi / 180.0
         d = P - self.pivot
@@ -259,6 +270,38 @@ class FaceRig:
         self.basis_up = up.astype(np.float32)
         self.basis_lo = lo.astype(np.float32)
 
+    def _brow_fields(self, P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Brow raise (up by 4.5 % of H), inner-brow raise (3.5 % of H) and knit (inner ends 1.5 % of H
+        towards the midline) for unit coefficients, each (..., 2) pixels. The forehead above and the lid
+        skin below stretch; the eyelid margin does not move."""
+        brow = np.zeros(P.shape)
+        inner = np.zeros(P.shape)
+        knit = np.zeros(P.shape)
+        mid = (self.points[T.FOREHEAD] + self.points[T.NOSE_TIP]) / 2
+        for eye, spec in zip(self.eyes, (T.EYE_IMAGE_LEFT, T.EYE_IMAGE_RIGHT)):
+            rel = P - eye["origin"]
+            a, b = rel @ eye["ea"], rel @ eye["eb"]
+            bp = (self.points[list(spec["brow"])] - eye["origin"]) @ np.stack([eye["ea"], eye["eb"]], axis=1)
+            order = np.argsort(bp[:, 0])
+            b_brow = np.interp(a, bp[order, 0], bp[order, 1])
+            span = float(np.ptp(bp[:, 0]))
+            centre = float(bp[:, 0].mean())
+            lateral = _fall((np.abs(a - centre) - 0.5 * span) / (0.4 * span))
+            b_lid = np.interp(a, eye["knots"], eye["b_up"])
+            gap = np.maximum(b_lid - b_brow, 1.0)
+            below = _fall((b - b_brow) / gap)  # 1 at the brow, 0 at the lid margin
+            above = _fall((b_brow - b) / (1.5 * gap))  # fades up the forehead
+            w = lateral * np.where(b >= b_brow, below, above)
+            brow += (-0.045 * self.H * w)[..., None] * eye["eb"]
+            # the inner end is the one nearer the face's midline
+            inner_a = bp[order[0], 0] if abs(bp[order[0], 0] + eye["origin"] @ eye["ea"] - mid @ eye["ea"]) < abs(
+                bp[order[-1], 0] + eye["origin"] @ eye["ea"] - mid @ eye["ea"]) else bp[order[-1], 0]
+            w_in = w * _fall(np.abs(a - inner_a) / (0.8 * span))
+            inner += (-0.035 * self.H * w_in)[..., None] * eye["eb"]
+            towards_mid = np.sign((mid - eye["origin"]) @ eye["ea"]) * eye["ea"]
+            knit += (0.015 * self.H * w_in)[..., None] * towards_mid
+        return brow, inner, knit
+
     def blink_inverse(self, pos: np.ndarray, closure: tuple[float, float]) -> np.ndarray:
         """Apply the eyelids' backward map to source positions (in place) and return them.
 
@@ -269,11 +312,12 @@ class FaceRig:
 
         Args:
             pos: (..., 2) float32 source positions in pixels, modified in place.
-            closure: (image-left eye, image-right eye) closure in [0, 1] (1 = closed).
+            closure: (image-left eye, image-right eye) closure in [-0.25, 1] (1 = closed, < 0 = widened).
         """
         for eye, k in zip(self.eyes, closure):
-            f = float(np.clip(k, 0.0, 1.0)) * 0.97  # keep a sliver so the map stays invertible
-            if f <= 0.0:
+            # keep a sliver so the map stays invertible; negative = widen (the lid rises, at most 25 %)
+            f = float(np.clip(k, -0.25, 1.0)) * 0.97
+            if f == 0.0:
                 continue
             rel = pos - eye["origin"].astype(np.float32)
             a = rel @ eye["ea"].astype(np.float32)
@@ -360,6 +404,10 @@ class FaceRig:
         spread = g["spread"]
         c[_B["spread"]] = spread * pr.spread_m * M * (1.0 if spread >= 0 else 1.4)
         c[_B["press"]] = g["press"] * pr.press_m * M
+        c[_B["smile"]] = np.clip(g["smile"], -1.0, 1.0)
+        c[_B["brow"]] = np.clip(g["brow"], -1.0, 1.0)
+        c[_B["brow_inner"]] = np.clip(g["brow_inner"], -1.0, 1.0)
+        c[_B["brow_knit"]] = np.clip(-g["brow_inner"], 0.0, 1.0)
         c[_B["yaw"]] = g["yaw"]
         c[_B["pitch"]] = g["pitch"]
         c[_B["roll"]] = g["roll"]
@@ -367,6 +415,15 @@ class FaceRig:
         c[_B["ty"]] = g["ty"] * H
         c[_B["scale"]] = g["scale"]
         return c
+
+    @staticmethod
+    def eye_closure(controls: dict[str, float]) -> tuple[float, float]:
+        """Per-eye lid closure from blinks and the ``eyes`` expression (narrowing closes up to 35 %,
+        widening opens up to 25 %)."""
+        eyes = float(controls.get("eyes", 0.0))
+        extra = 0.35 * max(0.0, -eyes) - 0.25 * max(0.0, eyes)
+        return tuple(float(np.clip(max(float(controls.get(k, 0.0)), 0.0) + extra, -0.25, 1.0))
+                     for k in ("blink_l", "blink_r"))
 
     @staticmethod
     def head_only(c: np.ndarray) -> np.ndarray:

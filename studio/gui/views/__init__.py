@@ -1,0 +1,1 @@
+"""The studio's panels and dialogs (each observes the document; edits go through commands)."""
