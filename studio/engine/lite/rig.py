@@ -176,7 +176,7 @@ class FaceRig:
         self.head_center = self.face_center - 0.12 * self.H * self.ed
         self.head_rx = 0.62 * self.face_w
         self.head_ry = 0.72 * self.H
-        self.head_falloff = 0.9  # the head mask fades out between 1x and 1.9x its radii
+        self.head_falloff = 0.7  # the head mask fades out between 1x and 1.7x its radii
         self.pivot = p[T.CHIN] + 0.3 * self.H * self.ed  # the neck: roll/scale happen about it
 
     def _grid(self) -> None:
