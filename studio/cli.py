@@ -70,6 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (default: 18)")
     r.add_argument("--preset", default="veryfast", help="x264 speed preset (default: veryfast)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    g = sub.add_parser("gui", help="open the studio (desktop editor)",
+                       description="Open Talking Head Studio's desktop editor, optionally with a project.")
+    g.add_argument("project", nargs="?", type=Path, metavar="PROJECT.talkproj", help="project to open")
+
+    e = sub.add_parser("eval", help="measure lip sync and image quality on real talking videos",
+                       description="Render each real video from one of its frames and its own soundtrack, then "
+                                   "compare with the real frames (PSNR, SSIM, LMD, lip-gap correlation), beside "
+                                   "a static baseline. Writes report.md, report.json and plots to DIR.")
+    e.add_argument("videos", nargs="+", type=Path, metavar="VIDEO", help="talking-head videos with sound")
+    e.add_argument("--report", required=True, type=Path, metavar="DIR", help="report folder (created)")
+    e.add_argument("--engine", default="lite", choices=["lite"], help="engine to evaluate (default: lite)")
+    e.add_argument("--identity-frame", type=int, default=0, help="frame used as the identity photo (default: 0)")
+    e.add_argument("--pose-source", default="still", help="head motion while rendering (default: still)")
+    e.add_argument("--max-seconds", type=float, default=60.0, help="evaluate at most this much of each video")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -130,12 +146,71 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _consume(events, *, quiet: bool, result_type: type):
+    """Drive an event generator: a progress bar with ETA on a terminal, warnings on stderr; return the
+    final event of ``result_type``."""
+    from studio.core.progress import Progress as ProgressEvent
+
+    result = None
+    if not quiet and sys.stderr.isatty():
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        columns = (TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                   TimeRemainingColumn())
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task("start", total=1.0, detail="")
+            for ev in events:
+                if isinstance(ev, result_type):
+                    result = ev
+                elif isinstance(ev, ProgressEvent):
+                    bar.update(task, completed=ev.fraction, description=ev.stage, detail=ev.message)
+                else:
+                    bar.console.print(f"[yellow]warning:[/] {ev.message}")
+    else:
+        for ev in events:
+            if isinstance(ev, result_type):
+                result = ev
+            elif not isinstance(ev, ProgressEvent):
+                print(f"warning: {ev.message}", file=sys.stderr)
+    return result
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from studio.engine.eval.harness import EvalReport, run_eval
+
+    report = _consume(run_eval(args.videos, args.report, identity_frame=args.identity_frame,
+                               pose=args.pose_source, max_seconds=args.max_seconds),
+                      quiet=args.quiet, result_type=EvalReport)
+    print(report.markdown.read_text(encoding="utf-8"))
+    print(f"report: {report.markdown} and {report.json}")
+    return 0
+
+
+def _cmd_gui(args: argparse.Namespace) -> int:
+    # cli and gui are sibling front ends (the layer contract keeps them independent); the gui
+    # subcommand only hands over to the GUI's entry point, imported by name so PySide6 loads only here.
+    import importlib
+
+    try:
+        run = importlib.import_module("studio.gui.app").run
+    except ImportError as exc:  # PySide6 missing or its system libraries absent
+        print(f"error: cannot start the studio's window: {exc} — install the GUI dependencies "
+              "(PySide6, pyqtgraph) or use `talkstudio render`", file=sys.stderr)
+        return 2
+    return run(args.project)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``talkstudio`` console script; returns the process exit status."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "render":
             return _cmd_render(args)
+        if args.command == "gui":
+            return _cmd_gui(args)
+        if args.command == "eval":
+            return _cmd_eval(args)
     except Cancelled as exc:
         return _fail(exc)
     except KeyboardInterrupt:
