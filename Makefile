@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # re-install whenever the dependency pins change
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup demo test gui bench clean
+.PHONY: setup demo test gui bench eval clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ gui: setup
 
 bench: setup
 	$(PY) benchmarks/bench_render.py
+
+# lip-sync / image metrics on the real talking videos beside the repo (../shared/samples/video)
+eval: setup
+	$(VENV)/bin/talkstudio eval ../shared/samples/video/* --report out/eval
 
 clean:
 	rm -rf out build dist .pytest_cache

@@ -163,7 +163,7 @@ def evaluate_video(path: Path, *, identity_frame: int = 0, pose: str = "still", 
                             per[method][name].append(value)
             if k % 10 == 0 or k == n - 1:
                 yield render_mon.event("eval", k + 1, n, f"{path.name}: frame {k + 1}/{n}")
-    metrics = {}
+    metrics = {"reference": _av_sync(path, gaps["real"], float(meta.fps))}
     for method in METHODS:
         m = {name: float(np.mean(v)) if v else math.nan for name, v in per[method].items()}
         m["lip_gap_r"] = pearson(gaps["real"], gaps[method])
@@ -173,6 +173,27 @@ def evaluate_video(path: Path, *, identity_frame: int = 0, pose: str = "still", 
                       series={"lmd_lite": per["lite"]["lmd"], "lmd_static": per["static"]["lmd"],
                               "gap_real": gaps["real"], "gap_lite": gaps["lite"]},
                       settings={"pose": pose, "blink": blink, "max_seconds": max_seconds})
+
+
+def _av_sync(path: Path, real_gaps: list[float], fps: float, max_lag_s: float = 0.8) -> dict[str, float]:
+    """How well the *real* video's mouth follows its own soundtrack: the lag (frames; positive = the mouth
+    lags the sound) that maximises the correlation of its lip gap with the audio's RMS, that correlation,
+    and the one at lag 0. A reference whose best lag is far from 0 is out of sync, and no audio-driven
+    method can match its mouth frame by frame."""
+    from studio.media.audio import load_audio, rms_envelope
+
+    gaps = np.asarray(real_gaps)
+    if len(gaps) < 10:
+        return {"av_lag_frames": math.nan, "av_r": math.nan, "av_r_lag0": math.nan}
+    clip = load_audio(path)
+    rms = rms_envelope(clip.samples, clip.sample_rate, fps=fps, n_frames=len(gaps))
+    best_lag, best_r = 0, -2.0
+    for lag in range(-int(max_lag_s * fps), int(max_lag_s * fps) + 1):
+        a, b = (gaps[lag:], rms[: len(rms) - lag]) if lag >= 0 else (gaps[:lag], rms[-lag:])
+        r = pearson(a, b)
+        if r > best_r:
+            best_lag, best_r = lag, r
+    return {"av_lag_frames": float(best_lag), "av_r": float(best_r), "av_r_lag0": pearson(gaps, rms)}
 
 
 def _plot(result: VideoResult, out: Path) -> list[Path]:
@@ -231,6 +252,12 @@ def markdown_table(results: list[VideoResult], mean: dict[str, dict[str, float]]
         m = mean[method]
         lines.append(f"| **mean** | {method} | | {_fmt(m['psnr'], 2)} | {_fmt(m['ssim'])} | {_fmt(m['lmd'], 2)} | "
                      f"{_fmt(m['lip_gap_r'], 2)} |")
+    lines += ["", "Reference A/V sync (real lip gap vs its own audio RMS; a best lag far from 0 means the real "
+              "video is out of sync and frame-by-frame lip metrics cannot be won by any audio-driven method):", ""]
+    for r in results:
+        ref = r.metrics.get("reference", {})
+        lines.append(f"- {Path(r.video).name}: best lag {_fmt(ref.get('av_lag_frames', math.nan), 0)} frames "
+                     f"(r = {_fmt(ref.get('av_r', math.nan), 2)}; at lag 0 r = {_fmt(ref.get('av_r_lag0', math.nan), 2)})")
     if unavailable:
         lines += ["", "Not computed:", ""] + [f"- {k}: {v}" for k, v in unavailable.items()]
     return "\n".join(lines) + "\n"
