@@ -77,12 +77,11 @@ def test_harness_runs_end_to_end_and_resumes(tmp_path, capsys):
 
 
 def test_lite_beats_the_static_baseline_on_real_videos(tmp_path):
-    # the two sample videos whose mouth is in sync with their own soundtrack (the harness measures it:
-    # the HDTF and 700 px clips' mouths best match their audio 7 and 18 frames away from lag 0)
+    # the two sample videos whose mouth moves with their own soundtrack at lag 0 (the report's A/V
+    # diagnostic finds the HDTF and 700 px clips' real mouths uncorrelated with their audio at lag 0)
     videos = [sample("video/voxceleb2_00086.mp4"), sample("video/grid_bbaf2n.mpg")]
     report = list(run_eval(videos, tmp_path, max_seconds=4.0))[-1]
     for r in report.results:
-        assert abs(r.metrics["reference"]["av_lag_frames"]) <= 10, r.metrics["reference"]
         lite, static = r.metrics["lite"], r.metrics["static"]
         assert lite["lmd"] < static["lmd"], (r.video, lite, static)
         assert lite["lip_gap_r"] > 0.25, (r.video, lite)
