@@ -32,13 +32,21 @@ def _emotion(text: str) -> tuple[str, float | None]:
         raise argparse.ArgumentTypeError(f"invalid emotion {text!r}: use NAME or NAME:INTENSITY, e.g. happy:0.7") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the studio's one-line error format (usage stays available through --help)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"error: {message} — see `{self.prog} --help`", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="talkstudio",
         description="Talking Head Studio: lip-synced talking-head videos from one photo and a speech recording.",
     )
     parser.add_argument("--version", action="version", version=f"talkstudio {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     r = sub.add_parser("render", help="render a photo + speech into a lip-synced MP4",

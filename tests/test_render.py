@@ -203,6 +203,15 @@ def test_each_bad_input_gives_one_clear_error_and_no_file(tmp_path, capsys):
         assert _leftovers(tmp_path / "out") == [], f"{name}: left files behind"
 
 
+def test_malformed_options_are_one_line_errors(capsys):
+    for args in (["render", "--image", "a.jpg", "--audio", "b.wav", "--output", "c.mp4", "--fps", "abc"],
+                 ["render", "--image", "a.jpg"], []):
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+
+
 def test_cancel_leaves_no_file(tmp_path):
     audio = _trimmed(sample("audio/english_60s_16k_mono.wav"), tmp_path / "long.wav", 8.0)
     out = tmp_path / "cancelled.mp4"
