@@ -196,12 +196,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_gui(args: argparse.Namespace) -> int:
-    # cli and gui are sibling front ends (the layer contract keeps them independent); the gui
-    # subcommand only hands over to the GUI's entry point, imported by name so PySide6 loads only here.
-    import importlib
-
     try:
-        run = importlib.import_module("studio.gui.app").run
+        from studio.gui.app import run  # PySide6 loads only for this command
     except ImportError as exc:  # PySide6 missing or its system libraries absent
         print(f"error: cannot start the studio's window: {exc} — install the GUI dependencies "
               "(PySide6, pyqtgraph) or use `talkstudio render`", file=sys.stderr)

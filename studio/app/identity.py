@@ -21,7 +21,7 @@ from studio.core.errors import FaceError, ImageError, StudioError
 from studio.core.paths import cache_dir
 from studio.core.progress import CancelToken, Progress, ProgressMonitor
 from studio.engine.face.detect import FaceLandmarks, detect_faces, select_face
-from studio.engine.face.topology import EYE_IMAGE_LEFT, EYE_IMAGE_RIGHT
+from studio.engine.face.align import ffhq_alignment
 from studio.engine.pipeline import even_crop
 from studio.media.image import load_image
 from studio.media.video import read_video_frames
@@ -29,9 +29,6 @@ from studio.media.video import read_video_frames
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus"})
-
-MOUTH_CORNERS = (61, 291)
-
 
 def is_video(path: Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
@@ -72,32 +69,9 @@ class IdentityInfo:
     notices: tuple[str, ...]
 
 
-def ffhq_quad(points: np.ndarray) -> np.ndarray:
-    """The FFHQ crop quad of a face: (4, 2) corners top-left, bottom-left, bottom-right, top-right (px).
-
-    Eye centres (iris landmarks) and mouth corners define an oriented square centred 0.1 of the way from
-    the eyes to the mouth, as in the FFHQ dataset's alignment.
-    """
-    eye_l = points[list(EYE_IMAGE_LEFT["iris"])].mean(axis=0).astype(np.float64)
-    eye_r = points[list(EYE_IMAGE_RIGHT["iris"])].mean(axis=0).astype(np.float64)
-    mouth_avg = points[list(MOUTH_CORNERS)].mean(axis=0).astype(np.float64)
-    eye_avg = (eye_l + eye_r) / 2
-    eye_to_eye = eye_r - eye_l
-    eye_to_mouth = mouth_avg - eye_avg
-    x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
-    x /= np.hypot(*x)
-    x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
-    y = np.flipud(x) * [-1, 1]
-    c = eye_avg + eye_to_mouth * 0.1
-    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
-
-
 def aligned_crop(image: np.ndarray, points: np.ndarray, size: int = 256) -> np.ndarray:
     """(size, size, 3) uint8 FFHQ-aligned crop of the face with landmarks ``points`` (478, 2)."""
-    quad = ffhq_quad(points).astype(np.float32)
-    dst = np.float32([[0, 0], [0, size], [size, 0]])
-    m = cv2.getAffineTransform(np.float32([quad[0], quad[1], quad[3]]), dst)
-    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+    return ffhq_alignment(points, size=size).crop(image)
 
 
 def sharpness(rgb: np.ndarray) -> float:

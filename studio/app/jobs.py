@@ -156,3 +156,25 @@ def source_thumbnail(path: Path, *, max_side: int = 160) -> np.ndarray:
     if scale < 1:
         frame = cv2.resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(frame)
+
+
+def export_project(session: Session | None, state: ProjectState, *, cancel: CancelToken | None = None,
+                   monitor: ProgressMonitor | None = None) -> Iterator[Progress | Notice | Done]:
+    """Export the document's video with its export settings.
+
+    ``session`` is the studio's current one; when it is missing or was prepared at another frame rate than
+    the document's, the document is prepared first (the first 20 % of the progress). Keyframes and the
+    in/out range are stored in seconds, so they carry over to any frame rate.
+    """
+    cancel = cancel or CancelToken()
+    monitor = monitor or ProgressMonitor()
+    if session is None or abs(session.controls.fps - float(state.fps)) > 1e-9:
+        for ev in prepare_project(state, cancel=cancel, monitor=monitor.sub(0.0, 0.2)):
+            if isinstance(ev, Prepared):
+                session = ev.session
+            else:
+                yield ev
+        monitor = monitor.sub(0.2, 1.0)
+    assert session is not None
+    plan = plan_export(session, state, state.export)
+    yield from export_video(session, controls_for(session.controls, state), plan, cancel=cancel, monitor=monitor)

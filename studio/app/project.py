@@ -101,6 +101,11 @@ class ProjectState:
     range_s: tuple[float, float] | None = None
     export: ExportSettings = field(default_factory=ExportSettings)
 
+    @property
+    def pose_video_path(self) -> Path | None:
+        """The pose source video, or None when the pose is a preset."""
+        return None if _is_preset_pose(self.pose) else Path(self.pose)
+
     def render_settings(self):
         """The engine's :class:`~studio.engine.pipeline.RenderSettings` for this state."""
         from studio.engine.pipeline import RenderSettings

@@ -321,7 +321,8 @@ def ffmpeg_encoders() -> frozenset[str]:
 
 def _parse_encoders(text: str) -> list[str]:
     """Video encoder names from ``-encoders`` output: lines like `` V....D libx264   libx264 H.264 ...``."""
-    return [m.group(1) for m in re.finditer(r"^ V[A-Z.]{5} (\S+)", text, re.MULTILINE)]
+    _, _, table = text.partition("------")  # the legend (" V..... = Video") comes before the rule
+    return [m.group(1) for m in re.finditer(r"^ V[A-Z.]{5} (\S+)", table, re.MULTILINE)]
 
 
 def _cuda_available() -> bool:

@@ -31,7 +31,7 @@ class FaceView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setMinimumSize(160, 160)
+        self.setMinimumSize(120, 120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self._image: QImage | None = None
         self._size = (1, 1)
@@ -94,7 +94,7 @@ class IdentityPanel(QWidget):
 
         self.view = FaceView()
         self.crop = QLabel("aligned\ncrop")
-        self.crop.setFixedSize(112, 112)
+        self.crop.setFixedSize(96, 96)
         self.crop.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.crop.setStyleSheet("background:#1b1d22;color:#8a93a3;border:1px solid #333;")
         self.crop.setToolTip("FFHQ-aligned crop of the chosen face (what the neural engine sees)")
@@ -125,11 +125,11 @@ class IdentityPanel(QWidget):
         self.pti = QPushButton("Personalize (PTI)")
         self.pti.setEnabled(neural.available)
         self.pti_note = QLabel("" if neural.available else
-                               "PTI tunes the neural generator to this face. Disabled: the neural engine is "
-                               + neural.reason.replace("not installed: ", "not installed — ") + ".")
+                               "PTI needs the neural engine, which is not installed (Help › Models…).")
         self.pti_note.setWordWrap(True)
         self.pti_note.setStyleSheet("color:#8a93a3;font-size:11px;")
-        self.pti.setToolTip(self.pti_note.text())
+        self.pti.setToolTip(f"The neural engine is {neural.reason}" if not neural.available else
+                            "Tune the generator to this face (pivotal tuning)")
 
         top = QHBoxLayout()
         top.addWidget(open_btn)

@@ -92,12 +92,15 @@ class TimelineView(QWidget):
         for plot in (self.wave, self.lane):
             plot.hideButtons()
             plot.getAxis("left").setWidth(44)
+            for axis in ("left", "top", "bottom"):
+                plot.getAxis(axis).enableAutoSIPrefix(False)
             plot.vb.seek.connect(self.seek_requested)
         self.wave.hideAxis("bottom")
         self.wave.showAxis("top")
         self.wave.getAxis("top").setLabel("time (s)")
         self.wave.setYRange(-1, 1, padding=0.02)
-        self.wave.getAxis("left").setTicks([[(-1, "-1"), (0, "0"), (1, "1")]])
+        self.wave.getAxis("left").setTicks([[(0, "0")]])
+        self.wave.getAxis("left").setLabel("speech")
         self.lane.setYRange(0, 1, padding=0)
         self.lane.getAxis("left").setTicks([[(0.5, "phones")]])
         self.lane.hideAxis("bottom")
@@ -133,8 +136,8 @@ class TimelineView(QWidget):
         self.time_label = QLabel("0:00.00 / 0:00.00")
         self.time_label.setMinimumWidth(150)
         self.time_label.setStyleSheet("font-family:monospace;")
-        self.in_btn = self._tool("In", "Set the in point at the playhead (I)", lambda: self._set_edge(0))
-        self.out_btn = self._tool("Out", "Set the out point at the playhead (O)", lambda: self._set_edge(1))
+        self.in_btn = self._tool("In", "Set the in point at the playhead (I)", lambda: self.set_edge(0))
+        self.out_btn = self._tool("Out", "Set the out point at the playhead (O)", lambda: self.set_edge(1))
         self.clear_btn = self._tool("Clear range", "Export and play the whole clip", lambda: self.range_edited.emit(None))
         self.fit_btn = self._tool("Fit", "Zoom to the whole clip", self.zoom_to_fit)
         self.range_label = QLabel("")
@@ -146,7 +149,8 @@ class TimelineView(QWidget):
         for w in (self.in_btn, self.out_btn, self.clear_btn, self.range_label):
             bar.addWidget(w)
         bar.addStretch(1)
-        bar.addWidget(QLabel("wheel: zoom · middle/Shift-drag: pan · click: seek"))
+        self.plots.setToolTip("Click or drag to seek · wheel or right-drag to zoom · middle- or Shift-drag to pan · "
+                              "drag the range edges to trim · drop an audio or video file to replace the speech")
         bar.addWidget(self.fit_btn)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
@@ -173,6 +177,8 @@ class TimelineView(QWidget):
         self.placeholder.setVisible(pyramid is None)
         span = self.duration if self.duration > 0 else 10.0
         self.placeholder.setPos(span / 2, 0)
+        peak = 1.0 if pyramid is None else max(0.05, float(max(-pyramid.levels[-1][0][0], pyramid.levels[-1][1][0])))
+        self.wave.setYRange(-peak, peak, padding=0.05)  # normalised view: quiet recordings stay readable
         for plot in (self.wave, self.lane):
             plot.vb.setLimits(xMin=-0.02 * span, xMax=span * 1.02, minXRange=min(0.05, span))
         self.zoom_to_fit()
@@ -219,7 +225,7 @@ class TimelineView(QWidget):
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _set_edge(self, which: int) -> None:
+    def set_edge(self, which: int) -> None:
         if self.duration <= 0:
             return
         a, b = self.region.getRegion() if self.region.isVisible() else (0.0, self.duration)

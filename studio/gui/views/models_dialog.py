@@ -1,0 +1,36 @@
+"""Help > Models…: what the model store holds for the neural engine and what is installed."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+
+from studio.app.models import MODEL_STORE, neural_status
+from studio.core.paths import model_dir
+
+
+class ModelsDialog(QDialog):
+    """A table of the model store's checkpoints (name, file, purpose, installed?) and the model folder."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Models")
+        self.resize(720, 300)
+        status = neural_status()
+        installed = sum(m.installed for m in MODEL_STORE)
+        head = QLabel(f"<b>Neural engine:</b> {'available' if status.available else status.reason}<br>"
+                      f"{installed} of {len(MODEL_STORE)} checkpoints installed in <code>{model_dir()}</code>.<br>"
+                      "The lite engine needs no downloaded weights.")
+        head.setWordWrap(True)
+        self.table = QTableWidget(len(MODEL_STORE), 4)
+        self.table.setHorizontalHeaderLabels(["Model", "File", "Used for", "Installed"])
+        for row, m in enumerate(MODEL_STORE):
+            for col, text in enumerate((m.name, m.file, m.purpose, "yes" if m.installed else "no")):
+                self.table.setItem(row, col, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+        self.table.horizontalHeader().setStretchLastSection(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(head)
+        lay.addWidget(self.table)
+        lay.addWidget(buttons)

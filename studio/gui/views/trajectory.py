@@ -1,0 +1,227 @@
+"""Latent trajectory viewer (pyqtgraph): the control channels over time and a 2-D map of the frames.
+
+For the lite engine the trajectory is its control track: mouth (jaw, lip opening, spread/rounding),
+head (yaw/pitch/roll in degrees) and eyes (blinks). The right plot projects every frame's code onto its
+two leading principal components, with the current frame highlighted. A playhead follows the timeline.
+
+Dragging a point of a channel up or down sets a keyframe override at that time (stored in the document,
+undoable); a click elsewhere seeks. Diamonds mark the keyframes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+
+from studio.app.analysis import TRAJECTORY_GROUPS, project_2d
+from studio.core.tracks import ControlTrack
+from studio.gui.views.timeline import PLAYHEAD_COLOR
+
+CHANNEL_COLORS = ("#6fb3ff", "#ff8c69", "#7fdc8a")
+PICK_TOLERANCE = 0.12  # fraction of the visible y span within which a press grabs a channel
+
+
+class KeyframeViewBox(pg.ViewBox):
+    """Left-drag near a channel curve sets its value at the pressed time; elsewhere left click/drag seeks.
+
+    Signals:
+        seek(seconds); keyframe(channel, seconds, value, finished).
+    """
+
+    seek = Signal(float)
+    keyframe = Signal(str, float, float, bool)
+
+    def __init__(self, picker) -> None:
+        super().__init__(enableMenu=False)
+        self.setMouseEnabled(x=True, y=False)
+        self._picker = picker  # (t, y, y_span) -> channel name or None
+        self._drag: tuple[str, float] | None = None
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802 - pyqtgraph API
+        if ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self.seek.emit(float(self.mapSceneToView(ev.scenePos()).x()))
+        else:
+            super().mouseClickEvent(ev)
+
+    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802 - pyqtgraph API
+        if ev.button() != Qt.MouseButton.LeftButton or ev.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            super().mouseDragEvent(ev, axis)
+            return
+        ev.accept()
+        pos = self.mapSceneToView(ev.scenePos())
+        if ev.isStart():
+            down = self.mapSceneToView(ev.buttonDownScenePos())
+            (y0, y1) = self.viewRange()[1]
+            channel = self._picker(float(down.x()), float(down.y()), y1 - y0)
+            self._drag = None if channel is None else (channel, float(down.x()))
+        if self._drag is None:
+            self.seek.emit(float(pos.x()))
+            return
+        channel, t = self._drag
+        self.keyframe.emit(channel, t, float(pos.y()), bool(ev.isFinish()))
+        if ev.isFinish():
+            self._drag = None
+
+
+class ChannelPlot:
+    """One lane of the viewer: a group of channels with their curves, keyframe marks and playhead."""
+
+    def __init__(self, layout: pg.GraphicsLayout, row: int, title: str, unit: str, channels: tuple[str, ...],
+                 viewer: "TrajectoryView") -> None:
+        self.channels = channels
+        self.viewer = viewer
+        self.vb = KeyframeViewBox(lambda t, y, span: viewer.pick(channels, t, y, span))
+        self.plot = layout.addPlot(row=row, col=0, viewBox=self.vb)
+        self.plot.hideButtons()
+        self.plot.setLabel("left", title, units=None)
+        self.plot.getAxis("left").setWidth(52)
+        self.plot.getAxis("left").setToolTip(unit)
+        for axis in ("left", "bottom"):
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)
+        self.plot.addLegend(offset=(4, 2), labelTextSize="8pt", brush=pg.mkBrush(21, 23, 28, 170))
+        self.curves = {}
+        for name, color in zip(channels, CHANNEL_COLORS):
+            curve = self.plot.plot([], [], pen=pg.mkPen(color, width=1.5), name=name)
+            curve.setDownsampling(auto=True, method="peak")
+            curve.setClipToView(True)
+            self.curves[name] = curve
+        self.keys = pg.ScatterPlotItem(symbol="d", size=10, pen=pg.mkPen("#ffffff"), brush=pg.mkBrush("#ffd166"))
+        self.ghost = pg.ScatterPlotItem(symbol="o", size=11, pen=pg.mkPen("#ffffff", width=2), brush=None)
+        self.head = pg.InfiniteLine(0, movable=False, pen=pg.mkPen(PLAYHEAD_COLOR, width=1.5))
+        for item in (self.keys, self.ghost, self.head):
+            self.plot.addItem(item)
+        self.vb.seek.connect(viewer.seek_requested)
+        self.vb.keyframe.connect(viewer._on_keyframe_drag)
+
+    def clear(self) -> None:
+        for curve in self.curves.values():
+            curve.setData([], [])
+        self.keys.setData([], [])
+
+    def set_data(self, t: np.ndarray, track: ControlTrack, keyframes) -> None:
+        spots_x, spots_y = [], []
+        for name, curve in self.curves.items():
+            if name in track.channels:
+                curve.setData(t, track.channel(name))
+            for kt, kv in keyframes.get(name, ()):
+                spots_x.append(kt)
+                spots_y.append(kv)
+        self.keys.setData(spots_x, spots_y)
+        self.plot.enableAutoRange(axis="y")
+
+
+class TrajectoryView(QWidget):
+    """The Trajectory dock's content.
+
+    Signals:
+        seek_requested(seconds); keyframe_set(channel, seconds, value) when a drag ends.
+    """
+
+    seek_requested = Signal(float)
+    keyframe_set = Signal(str, float, float)
+    clear_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.track: ControlTrack | None = None
+        self.projection = np.zeros((0, 2))
+        self.plots = pg.GraphicsLayoutWidget()
+        self.plots.setBackground("#15171c")
+        self.lanes = [ChannelPlot(self.plots.ci, row, title, unit, chans, self)
+                      for row, (title, unit, chans) in enumerate(TRAJECTORY_GROUPS)]
+        for lane in self.lanes[1:]:
+            lane.plot.setXLink(self.lanes[0].plot)
+        for lane in self.lanes[:-1]:
+            lane.plot.hideAxis("bottom")
+        self.lanes[-1].plot.setLabel("bottom", "time (s)")
+        self.map = self.plots.addPlot(row=0, col=1, rowspan=len(self.lanes), title="frames, PCA 2-D")
+        self.map.hideButtons()
+        self.map.setAspectLocked(False)
+        self.map.hideAxis("left")
+        self.map.hideAxis("bottom")
+        self.map.setMouseEnabled(False, False)
+        self.plots.ci.layout.setColumnStretchFactor(0, 3)
+        self.plots.ci.layout.setColumnStretchFactor(1, 1)
+        self.path = pg.PlotCurveItem(pen=pg.mkPen(120, 130, 150, 70))
+        self.dots = pg.ScatterPlotItem(size=4, pen=None)
+        self.current = pg.ScatterPlotItem(size=14, pen=pg.mkPen("#ffffff", width=2), brush=pg.mkBrush(PLAYHEAD_COLOR))
+        for item in (self.path, self.dots, self.current):
+            self.map.addItem(item)
+
+        self.info = QLabel("lite engine · control channels")
+        self.info.setToolTip("The lite engine's trajectory is its control track. With the neural engine this view "
+                             "shows the leading PCA coefficients h_t and the per-layer W+ displacement norms.")
+        self.info.setStyleSheet("color:#8a93a3;")
+        self.plots.setToolTip("Drag a point of a curve up or down to set a keyframe; click to seek; "
+                              "wheel to zoom in time")
+        clear = QToolButton()
+        clear.setText("Clear keyframes")
+        clear.setToolTip("Remove every keyframe override (undoable)")
+        clear.clicked.connect(self.clear_requested)
+        hint = QLabel("drag a curve: keyframe")
+        hint.setStyleSheet("color:#8a93a3;")
+        bar = QHBoxLayout()
+        self.info.setMinimumWidth(40)
+        bar.addWidget(self.info, 1)
+        bar.addWidget(hint)
+        bar.addWidget(clear)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(bar)
+        lay.addWidget(self.plots, 1)
+
+    # -- content -----------------------------------------------------------------------------------
+
+    def set_track(self, track: ControlTrack | None, keyframes) -> None:
+        """Show a control track (None: clear) with the document's keyframes (channel -> ((s, v), ...))."""
+        self.track = track
+        if track is None:
+            for lane in self.lanes:
+                lane.clear()
+            for item in (self.path, self.dots, self.current):
+                item.setData([], [])
+            return
+        t = np.arange(track.n_frames) / track.fps
+        for lane in self.lanes:
+            lane.set_data(t, track, keyframes)
+        self.lanes[0].plot.setXRange(0, max(t[-1], 0.1) if len(t) else 1.0, padding=0.01)
+        self.projection = project_2d(track.values)
+        p = self.projection
+        self.path.setData(p[:, 0], p[:, 1])
+        colors = pg.colormap.get("viridis").map(np.linspace(0, 1, len(p)), mode="qcolor")
+        self.dots.setData(p[:, 0], p[:, 1], brush=colors)
+
+    def set_playhead(self, t: float) -> None:
+        for lane in self.lanes:
+            lane.head.setValue(t)
+        if self.track is not None and len(self.projection):
+            k = min(max(int(t * self.track.fps), 0), len(self.projection) - 1)
+            self.current.setData([self.projection[k, 0]], [self.projection[k, 1]])
+
+    # -- keyframe dragging -------------------------------------------------------------------------
+
+    def pick(self, channels: tuple[str, ...], t: float, y: float, y_span: float) -> str | None:
+        """The channel of ``channels`` whose curve passes nearest to (t, y), within the tolerance."""
+        if self.track is None or self.track.n_frames == 0:
+            return None
+        k = min(max(int(round(t * self.track.fps)), 0), self.track.n_frames - 1)
+        best = None
+        for name in channels:
+            if name in self.track.channels:
+                d = abs(float(self.track.channel(name)[k]) - y)
+                if d <= PICK_TOLERANCE * y_span and (best is None or d < best[0]):
+                    best = (d, name)
+        return None if best is None else best[1]
+
+    def _on_keyframe_drag(self, channel: str, t: float, value: float, finished: bool) -> None:
+        lane = next(lane for lane in self.lanes if channel in lane.channels)
+        if finished:
+            lane.ghost.setData([], [])
+            if self.track is not None:
+                t = min(max(0.0, round(t * self.track.fps) / self.track.fps), (self.track.n_frames - 1) / self.track.fps)
+                self.keyframe_set.emit(channel, t, value)
+        else:
+            lane.ghost.setData([t], [value])
