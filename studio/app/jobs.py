@@ -9,7 +9,8 @@
 
 from __future__ import annotations
 
-import time
+import os
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -22,10 +23,9 @@ from studio.app.project import RESOLUTIONS, ExportSettings, ProjectState
 from studio.core.errors import ConfigError, InputError
 from studio.core.progress import CancelToken, Progress, ProgressMonitor
 from studio.core.tracks import ControlTrack, apply_keyframes
-from studio.engine.pipeline import Done, Notice, Prepared, Session, check_output_path, prepare, provenance
-from studio.media.audio import AudioClip
+from studio.engine.pipeline import Done, Notice, Prepared, Session, check_output_path, prepare
 from studio.media.image import load_image
-from studio.media.video import FrameEncoder, read_video_frames
+from studio.media.video import read_video_frames
 
 
 def prepare_project(state: ProjectState, *, cancel: CancelToken | None = None,
@@ -99,37 +99,13 @@ def export_video(session: Session, controls: ControlTrack, plan: ExportPlan, *,
     """Render and encode ``plan.frame_range`` of ``session`` driven by ``controls``.
 
     It uses its own Session copy (``with_controls``), so it can run in a worker thread while the preview
-    renders from another. Yields Progress (stage "export", done/total in frames) then Done.
+    renders from another. Yields Progress (done/total in frames) then Done.
     """
-    cancel = cancel or CancelToken()
-    monitor = monitor or ProgressMonitor()
-    t0 = time.perf_counter()
     own = session.with_controls(controls)
-    fps = controls.fps
-    start, stop = plan.frame_range
-    audio = session.audio
-    a = round(start * audio.sample_rate / fps)
-    b = min(round(stop * audio.sample_rate / fps), audio.num_samples)
-    clip = AudioClip(audio.samples[a:b], audio.sample_rate, audio.source)
-    w, h = plan.size
-    n = stop - start
-    resize = (w, h) != session.size
-    t_render = 0.0
-    yield monitor.event("export", 0, n, "starting the encoder")
-    with FrameEncoder(plan.output, width=w, height=h, fps=fps, audio=clip, crf=plan.crf,
-                      preset=session.settings.preset, metadata=provenance(session.settings.engine),
-                      codec=plan.encoder) as encoder:
-        for i, k in enumerate(range(start, stop)):
-            cancel.raise_if_cancelled()
-            ts = time.perf_counter()
-            frame = own.render_frame(k)
-            if resize:
-                frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-            t_render += time.perf_counter() - ts
-            encoder.write(frame)
-            yield monitor.event("export", i + 1, n, f"frame {i + 1}/{n}")
-    yield Done(output=encoder.path, n_frames=n, fps=fps, duration_s=clip.duration, size=(w, h),
-               timings={"render": t_render, "total": time.perf_counter() - t0})
+    # leave a core to the UI thread: the encoder would otherwise take them all
+    threads = max(1, (os.cpu_count() or 2) - 1)
+    yield from own.export(plan.output, frame_range=plan.frame_range, size=plan.size, codec=plan.encoder,
+                          crf=plan.crf, threads=threads, cancel=cancel, monitor=monitor)
 
 
 def source_thumbnail(path: Path, *, max_side: int = 160) -> np.ndarray:

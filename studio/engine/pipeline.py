@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 import numpy as np
 
 from studio import __version__
@@ -283,11 +284,19 @@ class Session:
         return self.engine.render(self._ident, self.controls.frame(k)).copy()
 
     def export(self, output: Path, *, frame_range: tuple[int, int] | None = None,
-               cancel: CancelToken | None = None, monitor: ProgressMonitor | None = None,
-               t0: float | None = None) -> Iterator[Progress | Done]:
+               size: tuple[int, int] | None = None, codec: str = "libx264", crf: int | None = None,
+               threads: int | None = None, cancel: CancelToken | None = None,
+               monitor: ProgressMonitor | None = None, t0: float | None = None) -> Iterator[Progress | Done]:
         """Encode frames [start, stop) (default all) with the matching audio to ``output``.
 
-        Yields Progress then Done; cancelling or an error leaves no file (see :class:`FrameEncoder`).
+        Args:
+            output: the video to write (.mp4/.m4v/.mov). frame_range: [start, stop) frame indices.
+            size: (width, height), both even, to scale the frames to (default: the photo's own size).
+            codec: "libx264" or "h264_nvenc"; crf: quality (default: the settings'); threads: encoder
+                threads (default: all cores; the studio leaves one to its UI).
+
+        Yields Progress (stage "render") then Done; cancelling or an error leaves no file (see
+        :class:`FrameEncoder`).
         """
         cancel = cancel or CancelToken()
         monitor = monitor or ProgressMonitor()
@@ -302,16 +311,20 @@ class Session:
             a = round(start * audio.sample_rate / fps)
             b = min(round(stop * audio.sample_rate / fps), audio.num_samples)
             audio = AudioClip(audio.samples[a:b], audio.sample_rate, audio.source)
-        w, h = self.size
+        w, h = size or self.size
+        resize = (w, h) != self.size
         n = stop - start
         t_render = 0.0
-        with FrameEncoder(output, width=w, height=h, fps=fps, audio=audio, crf=self.settings.crf,
-                          preset=self.settings.preset, metadata=provenance(self.engine.name)) as encoder:
+        with FrameEncoder(output, width=w, height=h, fps=fps, audio=audio,
+                          crf=self.settings.crf if crf is None else crf, preset=self.settings.preset,
+                          metadata=provenance(self.engine.name), codec=codec, threads=threads) as encoder:
             step = max(1, n // 200)
             for i, k in enumerate(range(start, stop)):
                 cancel.raise_if_cancelled()
                 ts = time.perf_counter()
                 frame = self.engine.render(self._ident, self.controls.frame(k))
+                if resize:
+                    frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
                 t_render += time.perf_counter() - ts
                 encoder.write(frame)
                 if i % step == 0 or i == n - 1:
