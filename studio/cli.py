@@ -107,7 +107,7 @@ def _fail(exc: StudioError) -> int:
 
 def _cmd_render(args: argparse.Namespace) -> int:
     from studio.core.errors import InputError
-    from studio.engine.pipeline import Done, Notice, RenderRequest, RenderSettings, render
+    from studio.engine.pipeline import Done, RenderRequest, RenderSettings, render
 
     transcript = args.transcript
     if args.transcript_file is not None:
@@ -123,30 +123,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
                               crf=args.crf, preset=args.preset,
                               **({} if level is None else {"emotion_intensity": level}))
     request = RenderRequest(image=args.image, audio=args.audio, output=args.output, settings=settings)
-    events = render(request)
-    done: Done | None = None
-    show_bar = not args.quiet and sys.stderr.isatty()
-    if show_bar:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        columns = (TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                   TimeRemainingColumn())
-        with Progress(*columns, transient=True) as bar:
-            task = bar.add_task("render", total=1.0, detail="")
-            for ev in events:
-                if isinstance(ev, Notice):
-                    bar.console.print(f"[yellow]warning:[/] {ev.message}")
-                elif isinstance(ev, Done):
-                    done = ev
-                else:
-                    bar.update(task, completed=ev.fraction, description=ev.stage, detail=ev.message)
-    else:
-        for ev in events:
-            if isinstance(ev, Notice):
-                print(f"warning: {ev.message}", file=sys.stderr)
-            elif isinstance(ev, Done):
-                done = ev
+    done = _consume(render(request), quiet=args.quiet, result_type=Done)
     assert done is not None
     fps_render = done.n_frames / max(done.timings["render"], 1e-9)
     print(f"wrote {done.output} ({done.size[0]}x{done.size[1]}, {done.n_frames} frames at {done.fps:g} fps, "

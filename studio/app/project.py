@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from studio.core.fileio import atomic_write_text
 from studio.core.errors import InputError, OutputError
 from studio.core.paths import data_dir
 
@@ -246,29 +247,6 @@ def migrate(data: dict[str, Any], *, source: str = "the project") -> dict[str, A
         version += 1
         data["schema_version"] = version
     return data
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``.
-
-    Raises:
-        OutputError: the folder is missing or not writable, or the disk is full.
-    """
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}",
-                          "choose a folder that exists and that you can write to") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}", "check free disk space and permissions") from exc
 
 
 def read_project_file(path: Path) -> tuple[ProjectState, dict[str, Any]]:

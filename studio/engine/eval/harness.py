@@ -22,6 +22,7 @@ import numpy as np
 
 from studio import __version__
 from studio.core.errors import InputError
+from studio.core.fileio import atomic_write_text
 from studio.core.paths import model_dir
 from studio.core.progress import CancelToken, Progress, ProgressMonitor
 from studio.engine.eval.metrics import lip_gap, lmd, mouth_points, pearson, psnr, ssim
@@ -226,12 +227,6 @@ def _plot(result: VideoResult, out: Path) -> list[Path]:
     return paths
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def _fmt(v: float, digits: int = 3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else (
         "inf" if math.isinf(v) else f"{v:.{digits}f}")
@@ -300,7 +295,7 @@ def run_eval(videos: list[Path], report_dir: Path, *, identity_frame: int = 0, p
                 ev.settings["seconds"] = round(time.perf_counter() - t0, 1)
                 results.append(ev)
                 _plot(ev, report_dir)
-                _atomic_write(cache, json.dumps(asdict(ev), allow_nan=True))
+                atomic_write_text(cache, json.dumps(asdict(ev), allow_nan=True))
             else:
                 yield ev
     mean = {m: {k: float(np.nanmean([r.metrics[m][k] for r in results if not math.isinf(r.metrics[m][k])]))
@@ -309,8 +304,8 @@ def run_eval(videos: list[Path], report_dir: Path, *, identity_frame: int = 0, p
     protocol = PROTOCOL.format(identity_frame=identity_frame, pose=pose, blink=blink)
     md = report_dir / "report.md"
     js = report_dir / "report.json"
-    _atomic_write(md, markdown_table(results, mean, unavailable, protocol))
-    _atomic_write(js, json.dumps({"version": __version__, "protocol": protocol, "mean": mean,
+    atomic_write_text(md, markdown_table(results, mean, unavailable, protocol))
+    atomic_write_text(js, json.dumps({"version": __version__, "protocol": protocol, "mean": mean,
                                   "unavailable": unavailable,
                                   "videos": [{k: v for k, v in asdict(r).items() if k != "series"} for r in results]},
                                  indent=2, allow_nan=True))

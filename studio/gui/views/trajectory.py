@@ -17,38 +17,30 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWi
 
 from studio.app.analysis import TRAJECTORY_GROUPS, project_2d
 from studio.core.tracks import ControlTrack
-from studio.gui.views.timeline import PLAYHEAD_COLOR
+from studio.gui.views.timeline import PLAYHEAD_COLOR, SeekViewBox
 
 CHANNEL_COLORS = ("#6fb3ff", "#ff8c69", "#7fdc8a")
 PICK_TOLERANCE = 0.12  # fraction of the visible y span within which a press grabs a channel
 
 
-class KeyframeViewBox(pg.ViewBox):
-    """Left-drag near a channel curve sets its value at the pressed time; elsewhere left click/drag seeks.
+class KeyframeViewBox(SeekViewBox):
+    """Left-drag near a channel curve sets its value at the pressed time; elsewhere left click/drag seeks
+    (as on the timeline).
 
     Signals:
         seek(seconds); keyframe(channel, seconds, value, finished).
     """
 
-    seek = Signal(float)
     keyframe = Signal(str, float, float, bool)
 
     def __init__(self, picker) -> None:
-        super().__init__(enableMenu=False)
-        self.setMouseEnabled(x=True, y=False)
+        super().__init__()
         self._picker = picker  # (t, y, y_span) -> channel name or None
         self._drag: tuple[str, float] | None = None
 
-    def mouseClickEvent(self, ev) -> None:  # noqa: N802 - pyqtgraph API
-        if ev.button() == Qt.MouseButton.LeftButton:
-            ev.accept()
-            self.seek.emit(float(self.mapSceneToView(ev.scenePos()).x()))
-        else:
-            super().mouseClickEvent(ev)
-
     def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802 - pyqtgraph API
         if ev.button() != Qt.MouseButton.LeftButton or ev.modifiers() & Qt.KeyboardModifier.ShiftModifier:
-            super().mouseDragEvent(ev, axis)
+            pg.ViewBox.mouseDragEvent(self, ev, axis)  # pan, not the timeline's seek
             return
         ev.accept()
         pos = self.mapSceneToView(ev.scenePos())
