@@ -18,6 +18,7 @@ TRAJECTORY_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Mouth", "0..1", ("jaw", "open", "spread")),
     ("Head", "degrees", ("yaw", "pitch", "roll")),
     ("Eyes", "closed", ("blink_l", "blink_r")),
+    ("Expression", "-1..1", ("smile", "brow", "brow_inner", "eyes")),
 )
 
 
