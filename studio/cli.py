@@ -83,6 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Open Talking Head Studio's desktop editor, optionally with a project.")
     g.add_argument("project", nargs="?", type=Path, metavar="PROJECT.talkproj", help="project to open")
 
+    m = sub.add_parser("models", help="list, import and verify the neural models in the model store",
+                       description="The model store holds the checkpoints the neural engine can use "
+                                   "(model_store/manifest.toml); weights live in the user data dir.")
+    msub = m.add_subparsers(dest="models_command", metavar="ACTION", parser_class=_Parser)
+    msub.required = True
+    msub.add_parser("list", help="every model: installed or missing, size, license, what needs it")
+    mi = msub.add_parser("import", help="verify a downloaded checkpoint and store it (as safetensors)")
+    mi.add_argument("file", type=Path, metavar="FILE", help="the checkpoint you downloaded")
+    mi.add_argument("--name", help="manifest name, when the file cannot be identified by itself")
+    msub.add_parser("verify", help="re-hash every stored model against the store's index")
+    mp = msub.add_parser("path", help="where a model's weights live (or the store folder)")
+    mp.add_argument("name", nargs="?", help="manifest name (default: print the store folder)")
+
     e = sub.add_parser("eval", help="measure lip sync and image quality on real talking videos",
                        description="Render each real video from one of its frames and its own soundtrack, then "
                                    "compare with the real frames (PSNR, SSIM, LMD, lip-gap correlation), beside "
@@ -172,6 +185,34 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from studio.core.paths import model_dir
+    from studio.models import store
+
+    if args.models_command == "path":
+        print(store.model_path(args.name) if args.name else model_dir())
+        return 0
+    if args.models_command == "import":
+        status = store.import_model(args.file, name=args.name)
+        print(f"imported {args.file} as {status.name}: {status.path} ({status.detail})")
+        return 0
+    statuses = store.verify() if args.models_command == "verify" else store.list_models()
+    print(f"model store: {model_dir()}")
+    for st in statuses:
+        size = f"{st.size / 1e6:.1f} MB" if st.size else "-"
+        print(f"\n{st.name:<26} {st.state:<9} {size:>9}  {st.file}")
+        print(f"    needed for: {', '.join(st.needed_for) or '-'}")
+        print(f"    license: {st.license}")
+        if st.state != "installed":
+            if st.pending:
+                print(f"    found {st.pending}: run `talkstudio models import {st.pending}`")
+            elif st.detail:
+                print(f"    {st.detail}")
+            if st.urls:
+                print(f"    download: {st.urls[0]}")
+    return 1 if any(st.state == "corrupt" for st in statuses) else 0
+
+
 def _cmd_gui(args: argparse.Namespace) -> int:
     try:
         from studio.gui.app import run  # PySide6 loads only for this command
@@ -192,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_gui(args)
         if args.command == "eval":
             return _cmd_eval(args)
+        if args.command == "models":
+            return _cmd_models(args)
     except Cancelled as exc:
         return _fail(exc)
     except KeyboardInterrupt:

@@ -1,41 +1,19 @@
-"""What the model store holds for the neural engine, and what of it is installed (no Qt, no torch).
+"""What the model store holds for the neural engine, and whether the neural engine can run (no Qt).
 
-The neural engine (StyleGAN2 generator, pSp/e4e encoders, LPIPS for PTI) is not part of this version;
-the studio lists the files it will need in :func:`~studio.core.paths.model_dir` so the user knows what is
-missing, and keeps the neural choices disabled until they are there.
+The store itself (manifest, import, verification, loading) is :mod:`studio.models.store`; this module
+answers the studio's questions about it in user-facing words.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from studio.core.paths import model_dir
+from studio.core.errors import ModelError
 from studio.engine.pipeline import ENGINES
+from studio.models import store
 
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """One checkpoint of the model store: display name, file name, what it is for."""
-
-    name: str
-    file: str
-    purpose: str
-
-    def path(self) -> Path:
-        return model_dir() / self.file
-
-    @property
-    def installed(self) -> bool:
-        return self.path().is_file()
-
-
-MODEL_STORE: tuple[ModelEntry, ...] = (
-    ModelEntry("StyleGAN2 FFHQ config-f (1024²)", "stylegan2-ffhq-config-f.pt", "face generator (neural engine)"),
-    ModelEntry("pSp encoder (FFHQ)", "psp_ffhq_encode.pt", "photo → W+ inversion"),
-    ModelEntry("e4e encoder (FFHQ)", "e4e_ffhq_encode.pt", "photo → W+ inversion (editable)"),
-    ModelEntry("LPIPS backbone (AlexNet)", "lpips_alex.pth", "perceptual loss for PTI personalisation"),
-)
+#: what the neural engine needs: the generator and one of the encoders
+NEURAL_MODELS = ("stylegan2-ffhq-config-f", "e4e-ffhq-encode")
 
 
 @dataclass(frozen=True)
@@ -46,12 +24,17 @@ class NeuralStatus:
     reason: str
 
 
+def model_statuses() -> list[store.ModelStatus]:
+    """Every model of the manifest with its state in the user's store (see :func:`store.list_models`)."""
+    return store.list_models()
+
+
 def neural_status() -> NeuralStatus:
-    """The neural engine needs the engine code (a later version) and the StyleGAN2 checkpoint."""
-    generator = MODEL_STORE[0]
-    if not generator.installed:
-        return NeuralStatus(False, "not installed: needs the StyleGAN2 checkpoint in the model store "
-                                   f"({generator.path()})")
+    """Available only when the engine is part of this version and its checkpoints are imported."""
+    try:
+        store.require(*NEURAL_MODELS, feature="the neural engine")
+    except ModelError as exc:
+        return NeuralStatus(False, f"not installed: {exc.message}")
     if "neural" not in ENGINES:
         return NeuralStatus(False, "not available in this version of the studio (the lite engine is)")
     return NeuralStatus(True, "")

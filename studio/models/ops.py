@@ -54,7 +54,7 @@ def assert_shape(tensor: torch.Tensor, expected: Sequence[int | None], name: str
         raise ValueError(f"{name}: expected a torch.Tensor, got {type(tensor).__name__}")
     shape = tuple(tensor.shape)
     want = "(" + ", ".join("N" if (i == 0 and e is None) else ("*" if e is None else str(e))
-                           for i, e in enumerate(expected)) + ")"
+                           for i, e in enumerate(expected)) + ("," if len(expected) == 1 else "") + ")"
     if len(shape) != len(expected) or any(e is not None and int(e) != s for e, s in zip(expected, shape)):
         raise ValueError(f"{name}: expected shape {want}, got {shape}")
 

@@ -50,11 +50,12 @@ NOISE_MODES = ("const", "random", "none")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
-def channel_table(channel_multiplier: int = 2) -> dict[int, int]:
-    """Feature channels per resolution (rosinality ``Generator.channels``)."""
+def channel_table(channel_multiplier: int = 2, channel_max: int = 512) -> dict[int, int]:
+    """Feature channels per resolution (rosinality ``Generator.channels``), capped at ``channel_max``."""
     cm = channel_multiplier
-    return {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm,
-            256: 64 * cm, 512: 32 * cm, 1024: 16 * cm}
+    table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm,
+             256: 64 * cm, 512: 32 * cm, 1024: 16 * cm}
+    return {res: min(ch, channel_max) for res, ch in table.items()}
 
 
 class PixelNorm(nn.Module):
@@ -237,6 +238,8 @@ class Generator(nn.Module):
         n_mlp: number of mapping layers (8).
         channel_multiplier: 2 for config-f (channels at 64..1024 scale with it).
         lr_mlp: learning-rate multiplier of the mapping network (0.01).
+        channel_max: keyword-only cap on feature channels (512 = upstream, the only value public
+            checkpoints use); smaller values build cheap generators of the same layout for tests.
 
     Attributes:
         n_latent: number of W+ layers, ``2*log2(size) - 2`` (18 at 1024).
@@ -251,21 +254,22 @@ class Generator(nn.Module):
     """
 
     def __init__(self, size: int = 1024, style_dim: int = 512, n_mlp: int = 8,
-                 channel_multiplier: int = 2, lr_mlp: float = 0.01) -> None:
+                 channel_multiplier: int = 2, lr_mlp: float = 0.01, *, channel_max: int = 512) -> None:
         super().__init__()
         log_size = int(round(math.log2(size))) if size > 0 else 0
         if size < 8 or 2 ** log_size != size or size > 1024:
             raise ValueError(f"Generator size: expected a power of two in [8, 1024], got {size}")
-        if style_dim < 1 or n_mlp < 1 or channel_multiplier < 1:
-            raise ValueError(f"Generator: style_dim, n_mlp and channel_multiplier must be >= 1, "
-                             f"got {style_dim}, {n_mlp}, {channel_multiplier}")
+        if style_dim < 1 or n_mlp < 1 or channel_multiplier < 1 or channel_max < 1:
+            raise ValueError(f"Generator: style_dim, n_mlp, channel_multiplier and channel_max must be >= 1, "
+                             f"got {style_dim}, {n_mlp}, {channel_multiplier}, {channel_max}")
         self.size = size
         self.style_dim = style_dim
         self.n_mlp = n_mlp
         self.channel_multiplier = channel_multiplier
         self.lr_mlp = lr_mlp
         self.log_size = log_size
-        self.channels = channel_table(channel_multiplier)
+        self.channel_max = channel_max
+        self.channels = channel_table(channel_multiplier, channel_max)
 
         self.style = nn.Sequential(PixelNorm(), *[
             EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu") for _ in range(n_mlp)])

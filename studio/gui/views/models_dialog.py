@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
-from studio.app.models import MODEL_STORE, neural_status
+from studio.app.models import model_statuses, neural_status
 from studio.core.paths import model_dir
 
 
@@ -16,15 +16,17 @@ class ModelsDialog(QDialog):
         self.setWindowTitle("Models")
         self.resize(720, 300)
         status = neural_status()
-        installed = sum(m.installed for m in MODEL_STORE)
+        models = model_statuses()
+        installed = sum(m.installed for m in models)
         head = QLabel(f"<b>Neural engine:</b> {'available' if status.available else status.reason}<br>"
-                      f"{installed} of {len(MODEL_STORE)} checkpoints installed in <code>{model_dir()}</code>.<br>"
+                      f"{installed} of {len(models)} checkpoints installed in <code>{model_dir()}</code> "
+                      "(import downloaded files with <code>talkstudio models import FILE</code>).<br>"
                       "The lite engine needs no downloaded weights.")
         head.setWordWrap(True)
-        self.table = QTableWidget(len(MODEL_STORE), 4)
-        self.table.setHorizontalHeaderLabels(["Model", "File", "Used for", "Installed"])
-        for row, m in enumerate(MODEL_STORE):
-            for col, text in enumerate((m.name, m.file, m.purpose, "yes" if m.installed else "no")):
+        self.table = QTableWidget(len(models), 4)
+        self.table.setHorizontalHeaderLabels(["Model", "File", "Used for", "State"])
+        for row, m in enumerate(models):
+            for col, text in enumerate((m.name, m.file, ", ".join(m.needed_for), m.state)):
                 self.table.setItem(row, col, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
         self.table.horizontalHeader().setStretchLastSection(True)
