@@ -203,9 +203,43 @@ noises.noise_15 (1, 1, 1024, 1024)
 noises.noise_16 (1, 1, 1024, 1024)
 """
 
-UPSTREAM_WPLUS = [0.1404427918, 0.210810968, -0.0002677159251, 0.3700871482, -0.04713272869, 1.360030675, 0.1742000053, -0.4187807615, -1.371826812, -0.3371960842, -1.146033911, -0.2030123122, -1.174547735, -0.621354803, -0.7112310011, -0.575858939, -1.030194678, -0.3876511286, -0.2394833521, -1.009395295, -1.070208106, -1.760340533, -2.363128869, 0.6301799267, -1.068765113, -2.794576833, -2.562659905, -1.107521382, -1.325064537, -2.985532795, -1.541088362, -1.437753342, 0.04497574398, 0.7324101632, 0.3493775247, 1.007800709, -1.233790012, -0.6705364104, -1.317669443, -1.876598797, -1.914662968, -1.388527963, -1.467462548, -1.201762592, -1.366228298, -0.7754853931, -2.33883922, -0.5285324287, 0.9286554761, 0.7573648547, 0.4187004653, -0.4652617259, 1.705181865, 1.747969016, 0.4906624408, 0.2722035105, 1.04355661, 0.05306388719, 1.141678353, 0.8696681767, 0.58889736, 0.1818590882, 1.480341035, 0.8978593889, -0.6867078326, -0.6054118795, -0.165272617, 0.1925713981, -0.9600695265, -1.220033079, -1.213435836, -0.5810266065, -1.627120226, 0.1855079483, 1.047458545, 1.178143022, 0.383281908, -1.039024388, 0.121989994, -0.1462462975, 0.5528949881, 0.8432367262, 0.7315532694, 1.142219878, -0.2823554634, 0.3288298606, -0.6605192029, 0.02690721553, 0.1230007592, 0.5414737485, -0.8070671905, -1.453502031, -0.5513305514, -0.2966075231, -0.08009469375, 0.449378287]
+UPSTREAM_WPLUS = [
+    0.1404427918, 0.210810968, -0.0002677159251, 0.3700871482, -0.04713272869, 1.360030675,
+    0.1742000053, -0.4187807615, -1.371826812, -0.3371960842, -1.146033911, -0.2030123122,
+    -1.174547735, -0.621354803, -0.7112310011, -0.575858939, -1.030194678, -0.3876511286,
+    -0.2394833521, -1.009395295, -1.070208106, -1.760340533, -2.363128869, 0.6301799267,
+    -1.068765113, -2.794576833, -2.562659905, -1.107521382, -1.325064537, -2.985532795,
+    -1.541088362, -1.437753342, 0.04497574398, 0.7324101632, 0.3493775247, 1.007800709,
+    -1.233790012, -0.6705364104, -1.317669443, -1.876598797, -1.914662968, -1.388527963,
+    -1.467462548, -1.201762592, -1.366228298, -0.7754853931, -2.33883922, -0.5285324287,
+    0.9286554761, 0.7573648547, 0.4187004653, -0.4652617259, 1.705181865, 1.747969016, 0.4906624408,
+    0.2722035105, 1.04355661, 0.05306388719, 1.141678353, 0.8696681767, 0.58889736, 0.1818590882,
+    1.480341035, 0.8978593889, -0.6867078326, -0.6054118795, -0.165272617, 0.1925713981,
+    -0.9600695265, -1.220033079, -1.213435836, -0.5810266065, -1.627120226, 0.1855079483,
+    1.047458545, 1.178143022, 0.383281908, -1.039024388, 0.121989994, -0.1462462975, 0.5528949881,
+    0.8432367262, 0.7315532694, 1.142219878, -0.2823554634, 0.3288298606, -0.6605192029,
+    0.02690721553, 0.1230007592, 0.5414737485, -0.8070671905, -1.453502031, -0.5513305514,
+    -0.2966075231, -0.08009469375, 0.449378287,
+]
 
-UPSTREAM_ZTRUNC = [0.4227465266, -0.09299101559, -0.2697284257, 0.07899819594, 0.5103912696, -0.4051429658, -0.0115698815, 0.1448228274, 0.3163084834, 0.2319043704, 0.7761336942, 0.2990459422, -0.3037785889, 0.07421003118, 0.3153452358, 0.2155719364, -0.7255527902, -0.6827226695, -0.1866974344, -0.187576162, -2.228485268, -1.778615788, -0.83067193, -0.6328914695, -1.679695041, -2.11731705, -1.890542717, -1.038103593, -0.5917166507, -2.224518903, -1.794604889, -0.8746794204, 0.7974671647, 0.3120726416, -0.2438772394, 0.2717085262, -0.3285578363, -0.5708899943, -1.499309504, -2.07613122, -1.774900761, -2.063057421, -1.749829415, -1.773423375, -1.589115643, -0.7784680901, 0.136159029, -0.02990826415, -0.02704172329, -0.72189153, -0.1371503102, -0.4077946722, 0.5889218673, -0.5904034131, -1.019367634, -1.208736951, -0.2211717642, -0.3178226803, -0.8010769088, -1.248192759, -0.154931815, 0.1702448054, 1.146838497, -0.7847682168, -0.7031655134, -0.1681246548, 0.01361578271, -0.7697550072, -1.346367838, -1.734506632, -0.4674420129, -1.037470315, -0.5465614875, -1.101898782, -1.733495676, -0.7772214285, 0.05408555615, -1.137988244, -0.6741959492, -1.131307871, 0.3624956768, -0.4480866078, -1.034460286, -0.4053619589, -0.3624441663, -1.453960659, -2.681689182, -2.661730273, -0.468690813, 0.0564213166, -0.194723276, -0.5020564163, -0.4890886683, -1.018754037, -0.6437617918, 0.4149774403]
+UPSTREAM_ZTRUNC = [
+    0.4227465266, -0.09299101559, -0.2697284257, 0.07899819594, 0.5103912696, -0.4051429658,
+    -0.0115698815, 0.1448228274, 0.3163084834, 0.2319043704, 0.7761336942, 0.2990459422,
+    -0.3037785889, 0.07421003118, 0.3153452358, 0.2155719364, -0.7255527902, -0.6827226695,
+    -0.1866974344, -0.187576162, -2.228485268, -1.778615788, -0.83067193, -0.6328914695,
+    -1.679695041, -2.11731705, -1.890542717, -1.038103593, -0.5917166507, -2.224518903,
+    -1.794604889, -0.8746794204, 0.7974671647, 0.3120726416, -0.2438772394, 0.2717085262,
+    -0.3285578363, -0.5708899943, -1.499309504, -2.07613122, -1.774900761, -2.063057421,
+    -1.749829415, -1.773423375, -1.589115643, -0.7784680901, 0.136159029, -0.02990826415,
+    -0.02704172329, -0.72189153, -0.1371503102, -0.4077946722, 0.5889218673, -0.5904034131,
+    -1.019367634, -1.208736951, -0.2211717642, -0.3178226803, -0.8010769088, -1.248192759,
+    -0.154931815, 0.1702448054, 1.146838497, -0.7847682168, -0.7031655134, -0.1681246548,
+    0.01361578271, -0.7697550072, -1.346367838, -1.734506632, -0.4674420129, -1.037470315,
+    -0.5465614875, -1.101898782, -1.733495676, -0.7772214285, 0.05408555615, -1.137988244,
+    -0.6741959492, -1.131307871, 0.3624956768, -0.4480866078, -1.034460286, -0.4053619589,
+    -0.3624441663, -1.453960659, -2.681689182, -2.661730273, -0.468690813, 0.0564213166,
+    -0.194723276, -0.5020564163, -0.4890886683, -1.018754037, -0.6437617918, 0.4149774403,
+]
 
 BLUR = np.outer([1.0, 3, 3, 1], [1.0, 3, 3, 1]) / 64.0 * 4.0
 
@@ -402,6 +436,36 @@ def test_gradients_flow_to_wplus(tiny):
     assert (per_layer > 0).all(), per_layer  # every W+ layer (convs and to_rgbs) is used
 
 
+def test_single_sample_fold_path_matches_batched_path():
+    """N == 1 folds styles/demodulation into the weights; N > 1 modulates the activations."""
+    torch.manual_seed(2)
+    g = Generator(32, 32, 2, 2, channel_max=32).double().eval()
+    with torch.no_grad():
+        for name, p in g.named_parameters():
+            if name.endswith("noise.weight"):
+                p.fill_(0.2)
+    wp = torch.randn(3, g.n_latent, 32, dtype=torch.float64)
+    with torch.no_grad():
+        batched = g(wp)
+        single = torch.cat([g(wp[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(single, batched, rtol=1e-10, atol=1e-10)
+
+
+def test_gradients_batch_one_projection_and_pti():
+    """Projection (grad to W+, batch 1) and PTI (grad to the weights) through the same code."""
+    torch.manual_seed(3)
+    g = Generator(32, 32, 2, 2, channel_max=32).eval()
+    target = torch.rand(1, 3, 32, 32) * 2 - 1
+    wp = torch.randn(1, g.n_latent, 32, requires_grad=True)
+    g.requires_grad_(False)
+    (g(wp) - target).square().mean().backward()
+    assert (wp.grad.abs().sum(dim=(0, 2)) > 0).all()
+    g.requires_grad_(True)
+    (g(wp.detach()) - target).square().mean().backward()
+    assert g.convs[-1].conv.weight.grad is not None and g.convs[-1].conv.weight.grad.abs().sum() > 0
+    assert g.conv1.noise.weight.grad is not None and g.to_rgbs[-1].bias.grad.abs().sum() > 0
+
+
 def test_state_dict_round_trip_and_strict_load(tiny):
     g2 = Generator(64, 64, 2, 1, channel_max=64)
     g2.load_state_dict(tiny.state_dict(), strict=True)
@@ -425,6 +489,8 @@ def test_fast_path_semantics_on_cpu():
         cl32 = g(wp, precision="fp32")
         g.fp16_min_res = 8
         bf = g(wp, precision="bf16")
+        f16 = g(wp, precision="fp16")  # the CUDA fast path's arithmetic (slow on CPU, tiny here)
+        f16_one = g(wp[:1], precision="fp16")  # batch 1: styles folded into fp16 weights
         g.channels_last = False
         plain = g(wp, precision="fp32")
     std = float(ref.std())
@@ -433,6 +499,8 @@ def test_fast_path_semantics_on_cpu():
     assert float((cl32.double() - ref).abs().max()) < 1e-4 * (1 + float(ref.abs().max()))
     # bf16 keeps 8 significant bits; fp16 (11 bits) is ~8x tighter, see the GPU test
     assert bf.dtype == torch.float32 and rms(bf) < 0.03 * std
+    assert f16.dtype == torch.float32 and rms(f16) < 0.005 * std
+    assert float((f16_one.double() - ref[:1]).square().mean().sqrt()) < 0.005 * std
 
 
 def test_auto_precision_plan():
@@ -452,7 +520,8 @@ def test_auto_precision_plan():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fp16_cuda_matches_fp32():
     """Tolerance: the fp16 render (top 4 resolutions in fp16, channels_last) differs from the fp32
-    render by at most 0.5 % of the image std in RMS and 5 % of the image range at any pixel."""
+    render by at most 0.5 % of the image std in RMS and 2 % of the image range at any pixel.
+    (The same arithmetic on CPU at 1024, batch 2, random weights: 0.07 % and 0.09 %.)"""
     torch.manual_seed(0)
     g = Generator(1024).cuda().eval()
     w = g.mapping(torch.randn(4, 512, device="cuda"))
@@ -462,11 +531,15 @@ def test_fp16_cuda_matches_fp32():
     assert fast.dtype == torch.float32 and torch.isfinite(fast).all()
     err = (fast - ref).float()
     assert float(err.square().mean().sqrt()) <= 0.005 * float(ref.std())
-    assert float(err.abs().max()) <= 0.05 * float(ref.max() - ref.min())
+    assert float(err.abs().max()) <= 0.02 * float(ref.max() - ref.min())
+    with torch.no_grad():
+        one = g(w[:1], input_space="w")  # batch 1 takes the folded-weight path
+    assert float((one - ref[:1]).float().square().mean().sqrt()) <= 0.005 * float(ref.std())
 
 
 # ---------------------------------------------------------------------------- ops
-def upfirdn2d_numpy(x: np.ndarray, k: np.ndarray, up: int, down: int, pad: tuple[int, int, int, int]) -> np.ndarray:
+def upfirdn2d_numpy(x: np.ndarray, k: np.ndarray, up: int, down: int,
+                    pad: tuple[int, int, int, int]) -> np.ndarray:
     """Direct definition: zero-insert, pad/crop, true 2-D convolution (flipped kernel), subsample."""
     n, c, h, w = x.shape
     px0, px1, py0, py1 = pad
@@ -510,7 +583,8 @@ def test_blur_kernel_and_bias_act():
     np.testing.assert_allclose(k.numpy(), BLUR, rtol=1e-6)
     x = torch.tensor([[[-1.0], [2.0]]])  # (1, 2, 1)
     out = bias_leaky_relu(x, torch.tensor([0.5, -3.0]))
-    np.testing.assert_allclose(out.flatten().numpy(), [-0.5 * 0.2 * math.sqrt(2), -1.0 * 0.2 * math.sqrt(2)], rtol=1e-6)
+    expected = [-0.5 * 0.2 * math.sqrt(2), -1.0 * 0.2 * math.sqrt(2)]
+    np.testing.assert_allclose(out.flatten().numpy(), expected, rtol=1e-6)
     with pytest.raises(ValueError):
         bias_leaky_relu(x, torch.zeros(3))
 
@@ -564,6 +638,9 @@ def test_modulated_conv_low_precision_does_not_overflow(dtype):
     assert out.dtype == dtype and torch.isfinite(out).all()
     tol = 0.01 if dtype == torch.float16 else 0.05
     assert float((out.double() - ref).square().mean().sqrt()) < tol * float(ref.std())
+    one = modulated_conv2d(x[:1].to(dtype), weight, styles[:1], demodulate=True, padding=1)  # folded weights
+    assert torch.isfinite(one).all()
+    assert float((one.double() - ref[:1]).square().mean().sqrt()) < tol * float(ref.std())
 
 
 def test_assert_shape_message():

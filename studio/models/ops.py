@@ -122,17 +122,28 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, *, up: int = 1, down: int =
 
 
 def bias_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None = None, *,
-                    negative_slope: float = LRELU_SLOPE, gain: float = LRELU_GAIN) -> torch.Tensor:
+                    negative_slope: float = LRELU_SLOPE, gain: float = LRELU_GAIN,
+                    inplace: bool = False) -> torch.Tensor:
     """``leaky_relu(x + bias, negative_slope) * gain`` with ``bias`` along dim 1 (rosinality ``fused_leaky_relu``).
 
     ``x``: ``(N, C, ...)``; ``bias``: ``(C,)`` (cast to ``x``'s dtype); output like ``x``.
+    ``inplace=True`` may overwrite ``x`` (only when autograd is not recording it): pass it for
+    fresh intermediates only.
     """
     if bias is not None:
         if bias.ndim != 1 or x.ndim < 2 or bias.shape[0] != x.shape[1]:
             raise ValueError(f"bias_leaky_relu: bias of shape {tuple(bias.shape)} does not match "
                              f"input channels of shape {tuple(x.shape)}")
-        x = x + bias.to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 2)))
+        b = bias.to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 2)))
+        x = x.add_(b) if inplace and _may_write(x) else x + b
+    if inplace and _may_write(x):
+        return F.leaky_relu_(x, negative_slope).mul_(gain)
     return F.leaky_relu(x, negative_slope) * gain
+
+
+def _may_write(x: torch.Tensor) -> bool:
+    """In-place updates of a fresh intermediate are safe when autograd is not recording it."""
+    return not (torch.is_grad_enabled() and x.requires_grad)
 
 
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -158,6 +169,9 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
 
     Returns:
         ``(N, Cout, H', W')`` in ``x``'s dtype; ``H' = H`` (padding k//2) or ``2H`` (upsample).
+
+    With ``N == 1`` the styles and demodulation are folded into the weights (one convolution, no
+    extra passes over the activations); otherwise ``conv(x * s, W) * d`` (one batched convolution).
     """
     n, cin = x.shape[0], x.shape[1]
     assert_shape(weight, (None, cin, None, None), "modulated_conv2d weight")
@@ -165,7 +179,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     act_dtype = x.dtype
     w = weight
     s = styles
-    if demodulate and act_dtype in LOW_PRECISION and w.dtype not in LOW_PRECISION:
+    fold = n == 1  # one sample: fold s and d into the weights (no passes over the activations)
+    if demodulate and not fold and act_dtype in LOW_PRECISION and w.dtype not in LOW_PRECISION:
         # Exact under demodulation: rescale per output channel and per sample so |W|,|s| <= 1 (ADA).
         fan_in = w[0].numel()
         w = w * (1.0 / math.sqrt(fan_in) / w.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-30))
@@ -173,7 +188,13 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     dcoefs = None
     if demodulate:
         dcoefs = torch.rsqrt(torch.mm(s * s, w.square().sum(dim=(2, 3)).t()) + eps)  # (N, Cout)
-    x = x * s.to(act_dtype).reshape(n, cin, 1, 1)
+    if fold:
+        w = w * s.reshape(1, cin, 1, 1)
+        if dcoefs is not None:
+            w = w * dcoefs.reshape(-1, 1, 1, 1)
+            dcoefs = None
+    else:
+        x = x * s.to(act_dtype).reshape(n, cin, 1, 1)
     wc = w.to(act_dtype)
     if upsample:
         if blur_kernel is None:
@@ -183,5 +204,6 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     else:
         x = F.conv2d(x, wc, padding=padding)
     if dcoefs is not None:
-        x = x * dcoefs.to(act_dtype).reshape(n, -1, 1, 1)
+        d = dcoefs.to(act_dtype).reshape(n, -1, 1, 1)
+        x = x.mul_(d) if _may_write(x) else x * d
     return x

@@ -90,7 +90,8 @@ class EqualLinear(nn.Module):
         return nn.functional.linear(x, self.weight * self.scale, bias)
 
     def extra_repr(self) -> str:
-        return f"{self.weight.shape[1]}, {self.weight.shape[0]}, lr_mul={self.lr_mul}, activation={self.activation}"
+        return (f"{self.weight.shape[1]}, {self.weight.shape[0]}, lr_mul={self.lr_mul}, "
+                f"activation={self.activation}")
 
 
 class FusedLeakyReLU(nn.Module):
@@ -100,8 +101,8 @@ class FusedLeakyReLU(nn.Module):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channel))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return bias_leaky_relu(x, self.bias)
+    def forward(self, x: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
+        return bias_leaky_relu(x, self.bias, inplace=inplace)
 
 
 class Blur(nn.Module):
@@ -174,10 +175,13 @@ class NoiseInjection(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None, *, inplace: bool = False) -> torch.Tensor:
         if noise is None:
             return x
-        return x + self.weight.to(x.dtype) * noise.to(x.dtype)
+        scaled = self.weight.to(x.dtype) * noise.to(x.dtype)
+        if inplace and not (torch.is_grad_enabled() and x.requires_grad) and scaled.shape[0] <= x.shape[0]:
+            return x.add_(scaled)
+        return x + scaled
 
 
 class ConstantInput(nn.Module):
@@ -204,7 +208,8 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channel)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, w), noise))
+        # the conv output is a fresh tensor: noise, bias and activation may update it in place
+        return self.activate(self.noise(self.conv(x, w), noise, inplace=True), inplace=True)
 
 
 class ToRGB(nn.Module):
@@ -398,7 +403,8 @@ class Generator(nn.Module):
             assert_shape(latents, (None, self.style_dim), f"latents ({input_space})")
             w = self.mapping(latents) if input_space == "z" else latents.to(self.dtype)
         if truncation != 1:
-            w = self.truncate(w, truncation, truncation_latent if truncation_latent is not None else self.latent_avg)
+            avg = truncation_latent if truncation_latent is not None else self.latent_avg
+            w = self.truncate(w, truncation, avg)
         if w.ndim == 2:
             w = w.unsqueeze(1).expand(-1, self.n_latent, -1)
         return w
@@ -410,7 +416,8 @@ class Generator(nn.Module):
         if not 0 <= inject_index <= n_latent:
             raise ValueError(f"inject_index: expected 0..{n_latent}, got {inject_index}")
         if w1.shape != w2.shape or w1.ndim != 2:
-            raise ValueError(f"style_mix: expected two (N, D) tensors, got {tuple(w1.shape)} and {tuple(w2.shape)}")
+            raise ValueError(f"style_mix: expected two (N, D) tensors, "
+                             f"got {tuple(w1.shape)} and {tuple(w2.shape)}")
         return torch.cat([w1.unsqueeze(1).expand(-1, inject_index, -1),
                           w2.unsqueeze(1).expand(-1, n_latent - inject_index, -1)], dim=1)
 
@@ -434,7 +441,8 @@ class Generator(nn.Module):
                 raise ValueError(f"noise: expected a list of {self.num_noise} tensors, got {len(noise)}")
             out = []
             for j, (t, shp) in enumerate(zip(noise, shapes)):
-                if t is not None and (t.ndim != 4 or t.shape[0] not in (1, batch) or tuple(t.shape[1:]) != shp[1:]):
+                if t is not None and (t.ndim != 4 or t.shape[0] not in (1, batch)
+                                      or tuple(t.shape[1:]) != shp[1:]):
                     raise ValueError(f"noise[{j}]: expected shape (1 or {batch}, 1, {shp[2]}, {shp[3]}), "
                                      f"got {tuple(t.shape)}")
                 out.append(t)
