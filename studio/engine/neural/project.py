@@ -49,19 +49,14 @@ class ProjectionResult:
 
     Attributes:
         w_plus: (1, n_latent, style_dim) float32 W+ code (a W projection is broadcast to all layers).
-        noises: the optimised noise maps by buffer name (empty if the generator has none).
+        noises: the optimised per-layer noise maps, (1, 1, r, r) each (pass as ``noise=`` to the generator).
         lpips, l2: per-step values of the two image losses (for monitoring).
     """
 
     w_plus: torch.Tensor
-    noises: dict[str, torch.Tensor] = field(default_factory=dict)
+    noises: list[torch.Tensor] = field(default_factory=list)
     lpips: list[float] = field(default_factory=list)
     l2: list[float] = field(default_factory=list)
-
-
-def noise_buffers(generator: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The generator's per-layer noise maps (rosinality layout: buffers ``noises.noise_<i>``)."""
-    return {name: buf for name, buf in generator.named_buffers() if name.startswith("noises.")}
 
 
 def noise_regularization(noises: list[torch.Tensor]) -> torch.Tensor:
@@ -130,53 +125,39 @@ def project(generator: torch.nn.Module, target: torch.Tensor, lpips_model: torch
     else:
         w = start[:, None, :].repeat(1, n_latent, 1) if start.ndim == 2 else start
     w = w.detach().clone().requires_grad_(True)
-    noises = noise_buffers(generator)
-    saved = {k: v.detach().clone() for k, v in noises.items()}
-    for buf in noises.values():
-        buf.normal_()
-        buf.requires_grad_(True)
-    optimiser = torch.optim.Adam([w, *noises.values()], betas=(0.9, 0.999), lr=config.lr)
+    noises = [torch.randn((1, *shape[1:]), generator=gen).to(device).requires_grad_(True)
+              for shape in generator.noise_shapes()]
+    optimiser = torch.optim.Adam([w, *noises], betas=(0.9, 0.999), lr=config.lr)
     target_small = _resize_for_lpips(target, config.lpips_size)
     result = ProjectionResult(w_plus=torch.empty(0))
-    try:
-        for step in range(config.steps):
-            cancel.raise_if_cancelled()
-            t = step / config.steps
-            noise_strength = w_std * config.initial_noise_factor * max(0.0, 1.0 - t / config.noise_ramp_length) ** 2
-            lr_ramp = min(1.0, (1.0 - t) / config.lr_rampdown_length)
-            lr_ramp = 0.5 - 0.5 * math.cos(lr_ramp * math.pi)
-            lr_ramp = lr_ramp * min(1.0, t / config.lr_rampup_length) if config.lr_rampup_length > 0 else lr_ramp
-            for group in optimiser.param_groups:
-                group["lr"] = config.lr * lr_ramp
-            explore = torch.randn(w.shape, generator=gen).to(device) * noise_strength
-            latent = w + explore
-            if config.space == "w":
-                image = generator(latent, input_space="w", noise_mode="const")
-            else:
-                image = generator(latent, input_space="w+", noise_mode="const")
-            dist = lpips_model(_resize_for_lpips(image, config.lpips_size), target_small).mean()
-            mse = F.mse_loss(image, target)
-            loss = dist + config.l2_weight * mse
-            if noises:
-                loss = loss + config.noise_weight * noise_regularization(list(noises.values()))
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            with torch.no_grad():  # keep the noise maps zero-mean, unit-variance
-                for buf in noises.values():
-                    buf -= buf.mean()
-                    buf *= buf.square().mean().rsqrt()
-            result.lpips.append(float(dist))
-            result.l2.append(float(mse))
-            if step % 5 == 0 or step == config.steps - 1:
-                yield monitor.event("project", step + 1, config.steps,
-                                    f"step {step + 1}/{config.steps}: LPIPS {float(dist):.3f}")
-        final = w.detach()
-        result.w_plus = (final[:, None, :].repeat(1, n_latent, 1) if config.space == "w" else final).float()
-        result.noises = {k: v.detach().clone() for k, v in noises.items()}
-    finally:
-        with torch.no_grad():  # give the generator its own noise back
-            for k, buf in noises.items():
-                buf.requires_grad_(False)
-                buf.copy_(saved[k])
+    for step in range(config.steps):
+        cancel.raise_if_cancelled()
+        t = step / config.steps
+        noise_strength = w_std * config.initial_noise_factor * max(0.0, 1.0 - t / config.noise_ramp_length) ** 2
+        lr_ramp = min(1.0, (1.0 - t) / config.lr_rampdown_length)
+        lr_ramp = 0.5 - 0.5 * math.cos(lr_ramp * math.pi)
+        if config.lr_rampup_length > 0:
+            lr_ramp *= min(1.0, t / config.lr_rampup_length)
+        for group in optimiser.param_groups:
+            group["lr"] = config.lr * lr_ramp
+        latent = w + torch.randn(w.shape, generator=gen).to(device) * noise_strength
+        image = generator(latent, input_space=config.space, noise=noises, precision="fp32")
+        dist = lpips_model(_resize_for_lpips(image, config.lpips_size), target_small).mean()
+        mse = F.mse_loss(image, target)
+        loss = dist + config.l2_weight * mse + config.noise_weight * noise_regularization(noises)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        with torch.no_grad():  # keep the noise maps zero-mean, unit-variance
+            for n in noises:
+                n -= n.mean()
+                n *= n.square().mean().rsqrt()
+        result.lpips.append(float(dist.detach()))
+        result.l2.append(float(mse.detach()))
+        if step % 5 == 0 or step == config.steps - 1:
+            yield monitor.event("project", step + 1, config.steps,
+                                f"step {step + 1}/{config.steps}: LPIPS {result.lpips[-1]:.3f}")
+    final = w.detach()
+    result.w_plus = (final[:, None, :].repeat(1, n_latent, 1) if config.space == "w" else final).float()
+    result.noises = [n.detach().clone() for n in noises]
     yield result
