@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--audio", required=True, type=Path, metavar="SPEECH",
                    help="speech (WAV, FLAC, OGG, MP3, M4A/AAC, or a video file's audio track)")
     r.add_argument("--output", required=True, type=Path, metavar="OUT.mp4", help="video to write")
-    r.add_argument("--engine", default="lite", choices=["lite"], help="rendering engine (default: lite)")
+    r.add_argument("--engine", default="lite", choices=["lite", "neural"],
+                   help="rendering engine: lite (embedded, CPU) or neural (needs the model store; default: lite)")
     r.add_argument("--fps", type=_positive_fps, default=25.0, help="frame rate, 1-120 (default: 25)")
     r.add_argument("--seed", type=int, default=0, help="seed of blinks and idle head motion (default: 0)")
     r.add_argument("--face-index", type=int, default=0,

@@ -100,3 +100,13 @@ def test_invert_with_tiny_models_writes_the_photo_with_a_generated_face(tiny_sto
     with safe_open(str(latent), "pt") as f:
         assert tuple(f.get_tensor("w_plus").shape) == (1, 10, 64)
         assert len(f.metadata()["generator_sha256"]) == 64
+
+
+def test_render_with_the_neural_engine_names_the_missing_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TALKSTUDIO_DATA_DIR", str(tmp_path))
+    rc = main(["render", "--engine", "neural", "--image", str(sample("images/taylor_256px.jpg")),
+               "--audio", str(sample("audio/english_short_16k_mono.wav")), "--output", str(tmp_path / "v.mp4")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert "stylegan2-ffhq-config-f.pt" in err[0] and "e4e_ffhq_encode.pt" in err[0]
+    assert not (tmp_path / "v.mp4").exists()

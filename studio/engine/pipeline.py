@@ -81,6 +81,13 @@ class RenderSettings:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` (or InputError for a missing source file) naming the first invalid option."""
+        if self.engine == "neural":
+            from studio.models import store
+
+            # name exactly what is missing first; the speech-to-latent renderer itself comes later
+            store.require("stylegan2-ffhq-config-f", "e4e-ffhq-encode", feature="the neural engine")
+            raise ConfigError("the neural engine's speech-driven renderer is not part of this version yet "
+                              "(its models are installed: `talkstudio invert` uses them)", "use --engine lite")
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown engine {self.engine!r}", f"choose one of: {', '.join(ENGINES)}")
         if not np.isfinite(self.fps) or not MIN_FPS <= self.fps <= MAX_FPS:
