@@ -10,6 +10,7 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
 from studio import __version__
+from studio.gui.runtime import freeze_heap
 
 
 def apply_theme(app: QApplication) -> None:
@@ -55,6 +56,7 @@ def run(project: Path | None = None) -> int:
 
     window = MainWindow()
     window.show()
+    freeze_heap()
     if project is not None:
         window.open_project(project, confirm=False)
     else:

@@ -16,6 +16,7 @@ from studio.app.project import PREPARE_FIELDS
 from studio.engine.pipeline import Prepared, Session
 from studio.gui.commands import DocumentModel
 from studio.gui.workers import FrameRenderer, JobWorker, RenderSource
+from studio.gui.runtime import freeze_heap
 
 
 class SessionController(QObject):
@@ -111,6 +112,7 @@ class SessionController(QObject):
         self.session = session
         self._set_controls(None if session is None else controls_for(session.controls, self.model.state))
         self.session_changed.emit(session)
+        freeze_heap()  # the new session's arrays and caches are long-lived: keep them out of the GC's scans
 
     def shutdown(self) -> None:
         """Stop the threads (window closing)."""
