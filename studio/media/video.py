@@ -326,15 +326,26 @@ def _parse_encoders(text: str) -> list[str]:
 
 
 def _cuda_available() -> bool:
-    """True when torch is installed and sees a CUDA GPU (torch is imported only here, lazily)."""
-    try:
-        import torch
-    except Exception:  # noqa: BLE001 - no torch, or a broken install: no GPU encoding
-        return False
-    try:
-        return bool(torch.cuda.is_available())
-    except Exception:  # noqa: BLE001
-        return False
+    """True when the NVIDIA driver reports at least one CUDA device.
+
+    Asks the driver library itself (``libcuda``: cuInit + cuDeviceGetCount) through ctypes, which takes
+    milliseconds; importing torch to ask would hold the GIL for seconds.
+    """
+    import ctypes
+    import ctypes.util
+
+    names = [n for n in (ctypes.util.find_library("cuda"), "libcuda.so.1", "libcuda.so", "nvcuda.dll") if n]
+    for name in names:
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        try:
+            return lib.cuInit(0) == 0 and lib.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
+        except (AttributeError, OSError):
+            return False
+    return False
 
 
 def available_h264_encoders() -> tuple[str, ...]:

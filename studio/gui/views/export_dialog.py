@@ -7,8 +7,6 @@ only when complete; Cancel leaves nothing behind. After success, "Open folder" s
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,12 +19,14 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 
 from studio.app.jobs import export_project, output_size
 from studio.app.project import RESOLUTIONS, ExportSettings
+from studio.core.errors import StudioError
 from studio.engine.pipeline import MAX_FPS, MIN_FPS, Done
 from studio.gui import commands
 from studio.gui.commands import DocumentModel
 from studio.gui.controller import SessionController
 from studio.gui.views.common import MessageLabel, format_time
 from studio.gui.workers import JobWorker
+from studio.media.video import available_h264_encoders
 
 ENCODER_LABELS = {"libx264": "H.264 — libx264 (CPU)", "h264_nvenc": "H.264 — NVENC (NVIDIA GPU)"}
 
@@ -34,9 +34,8 @@ ENCODER_LABELS = {"libx264": "H.264 — libx264 (CPU)", "h264_nvenc": "H.264 —
 class EncoderProbe(QThread):
     """Finds the usable H.264 encoders once per run of the studio, off the UI thread.
 
-    :func:`~studio.media.video.available_h264_encoders` runs ffmpeg and may import torch to look for a
-    GPU; importing torch holds the GIL for seconds, so it runs in a child process and this thread only
-    waits for it (the UI thread never stalls).
+    :func:`~studio.media.video.available_h264_encoders` runs ``ffmpeg -encoders`` and asks the NVIDIA
+    driver for a GPU; both wait on the outside world, so they run here, not on the UI thread.
     """
 
     found = Signal(tuple)
@@ -44,11 +43,9 @@ class EncoderProbe(QThread):
 
     def run(self) -> None:
         if EncoderProbe.result is None:
-            code = "from studio.media.video import available_h264_encoders as a; print(','.join(a()))"
             try:
-                proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-                names = tuple(n for n in proc.stdout.strip().split(",") if n) if proc.returncode == 0 else ()
-            except (OSError, subprocess.SubprocessError):
+                names = available_h264_encoders()
+            except (OSError, StudioError):
                 names = ()
             EncoderProbe.result = names or ("libx264",)
         self.found.emit(EncoderProbe.result)
