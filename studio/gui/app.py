@@ -10,7 +10,7 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
 from studio import __version__
-from studio.gui.runtime import freeze_heap
+from studio.gui.runtime import freeze_heap, tune_for_ui
 
 
 def apply_theme(app: QApplication) -> None:
@@ -41,6 +41,7 @@ def make_app(argv: Sequence[str] = ()) -> QApplication:
     from studio.gui.compat import guard_singleton_refcounts
 
     guard_singleton_refcounts()
+    tune_for_ui()
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "talkstudio", *argv])
     app.setApplicationName("Talking Head Studio")
     app.setOrganizationName("TalkingHeadStudio")
