@@ -36,3 +36,12 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     b = b - b.mean()
     den = np.sqrt((a * a).sum() * (b * b).sum())
     return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+def parse_keys(text: str) -> list[tuple[str, tuple[int, ...]]]:
+    """``"key (d0, d1, ...)"`` lines (an upstream state-dict dump) -> [(key, shape), ...]."""
+    out = []
+    for line in text.strip().splitlines():
+        key, shape = line.split(" ", 1)
+        out.append((key, tuple(int(v) for v in shape.strip("()").split(",") if v.strip())))
+    return out

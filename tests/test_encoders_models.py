@@ -25,6 +25,7 @@ import pytest
 import torch
 
 from studio.models.encoders import Encoder4Editing, GradualStyleEncoder, get_blocks
+from conftest import parse_keys
 
 UPSTREAM_ENCODER_KEYS = """
 input_layer.0.weight (64, 3, 3, 3)
@@ -677,14 +678,6 @@ UPSTREAM_E4E_CODES = [
 ]
 
 TINY_BLOCKS = [(16, 16, 1), (16, 32, 2), (32, 48, 2), (48, 64, 1)]
-
-
-def parse_keys(text: str) -> list[tuple[str, tuple[int, ...]]]:
-    out = []
-    for line in text.strip().splitlines():
-        key, shape = line.split(" ", 1)
-        out.append((key, tuple(int(v) for v in shape.strip("()").split(",") if v.strip())))
-    return out
 
 
 def det_weights(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:

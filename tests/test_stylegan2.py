@@ -28,6 +28,7 @@ from studio.models.ops import (
     upfirdn2d,
 )
 from studio.models.stylegan2 import Generator
+from conftest import parse_keys
 
 UPSTREAM_G_EMA_KEYS = """
 style.1.weight (512, 512)
@@ -242,14 +243,6 @@ UPSTREAM_ZTRUNC = [
 ]
 
 BLUR = np.outer([1.0, 3, 3, 1], [1.0, 3, 3, 1]) / 64.0 * 4.0
-
-
-def parse_keys(text: str) -> list[tuple[str, tuple[int, ...]]]:
-    out = []
-    for line in text.strip().splitlines():
-        key, shape = line.split(" ", 1)
-        out.append((key, tuple(int(v) for v in shape.strip("()").split(",") if v.strip())))
-    return out
 
 
 def det_weights(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
