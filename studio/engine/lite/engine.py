@@ -192,15 +192,16 @@ class LiteEngine:
         f_lo = upsample(p_lo[local], s, size)
         a_up, a_lo = self._lip_depths(rig, f_up, f_lo)
         hole = np.minimum(a_up, a_lo)
-        if hole.max() <= -1.0:
-            return  # lips closed everywhere: the coarse map is already exact enough
-        # only the rows/columns that contain the opening (plus a pixel) need the exact treatment
-        rows = np.flatnonzero((hole > -1.0).any(axis=1))
-        cols = np.flatnonzero((hole > -1.0).any(axis=0))
-        r0, r1 = max(rows[0] - 2, 0), min(rows[-1] + 3, size[0])
-        q0, q1 = max(cols[0] - 2, 0), min(cols[-1] + 3, size[1])
-        a_up, a_lo, f_up, f_lo = (x[r0:r1, q0:q1] for x in (a_up, a_lo, f_up, f_lo))
-        lips_map = np.where((a_up <= 0)[..., None], f_up, f_lo)
+        # The whole window is redone at full resolution, open or not: where the lips meet or press, the
+        # coarse map interpolates between the two layers across the lip line, and for a photo with an open
+        # mouth that samples its teeth as a thin bright line.
+        r0, r1, q0, q1 = 0, size[0], 0, size[1]
+        # inside the opening (both depths > 0) the lip layer shows the nearer lip's edge, never the photo's
+        # own mouth interior: where the opening is under a pixel wide that edge, not the teeth behind it,
+        # is what blends with the interior
+        edge = np.where((a_up <= a_lo)[..., None], f_up - (a_up + 0.5)[..., None] * rig.ev.astype(np.float32),
+                        f_lo + (a_lo + 0.5)[..., None] * rig.ev.astype(np.float32))
+        lips_map = np.where((a_up <= 0)[..., None], f_up, np.where((a_lo <= 0)[..., None], f_lo, edge))
         window = cv2.remap(ident.image, lips_map[..., 0], lips_map[..., 1], cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         # pixel coverage of the opening: 1 px anti-aliasing, never more than the opening is wide
@@ -239,4 +240,8 @@ class LiteEngine:
                     real = cv2.remap(ident.image, p[..., 0], p[..., 1], cv2.INTER_LINEAR,
                                      borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
                     col += (real - col) * w[..., None].astype(np.float32)
-        return col
+        # a slit of an opening is in the lips' shadow: teeth fade into the dark cavity as it narrows
+        light = np.clip((a_up + a_lo) / (0.06 * rig.M), 0.0, 1.0)[..., None]
+        light = light * light * (3 - 2 * light)
+        cavity = ident.palette.cavity * 0.8
+        return cavity + (col - cavity) * light
