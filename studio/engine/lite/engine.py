@@ -191,28 +191,29 @@ class LiteEngine:
         f_up = upsample(p_up[local], s, size)
         f_lo = upsample(p_lo[local], s, size)
         a_up, a_lo = self._lip_depths(rig, f_up, f_lo)
-        hole = np.minimum(a_up, a_lo)
         # The whole window is redone at full resolution, open or not: where the lips meet or press, the
         # coarse map interpolates between the two layers across the lip line, and for a photo with an open
         # mouth that samples its teeth as a thin bright line.
-        r0, r1, q0, q1 = 0, size[0], 0, size[1]
-        # inside the opening (both depths > 0) the lip layer shows the nearer lip's edge, never the photo's
-        # own mouth interior: where the opening is under a pixel wide that edge, not the teeth behind it,
-        # is what blends with the interior
-        edge = np.where((a_up <= a_lo)[..., None], f_up - (a_up + 0.5)[..., None] * rig.ev.astype(np.float32),
-                        f_lo + (a_lo + 0.5)[..., None] * rig.ev.astype(np.float32))
+        # Inside the opening (both depths > 0) the lip layer shows the nearer lip's edge, never the photo's
+        # own mouth interior: where the opening is under a pixel wide, that edge is what blends with it.
+        ev = rig.ev.astype(np.float32)
+        edge = np.where((a_up <= a_lo)[..., None], f_up - (a_up + 0.5)[..., None] * ev,
+                        f_lo + (a_lo + 0.5)[..., None] * ev)
         lips_map = np.where((a_up <= 0)[..., None], f_up, np.where((a_lo <= 0)[..., None], f_lo, edge))
         window = cv2.remap(ident.image, lips_map[..., 0], lips_map[..., 1], cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         # pixel coverage of the opening: 1 px anti-aliasing, never more than the opening is wide
         alpha = np.clip(np.minimum(np.minimum(a_up, a_lo) + 0.5, a_up + a_lo), 0.0, 1.0)
-        if alpha.max() > 0:
-            skull = upsample(p_head[i0:i1, j0:j1], s, size)[r0:r1, q0:q1]
-            jaw = upsample(self._solve(rig, rig.jaw_only(c), rig.basis_lo, ident.mouth_window), s, size)[r0:r1, q0:q1]
-            interior = self._interior(ident, skull, jaw, a_up, a_lo)
-            window += (interior - window) * alpha[..., None]
-        fy0, fx0 = i0 * s + r0, j0 * s + q0
-        roi[fy0:fy0 + (r1 - r0), fx0:fx0 + (q1 - q0)] = np.clip(window + 0.5, 0, 255).astype(np.uint8)
+        rows = np.flatnonzero(alpha.any(axis=1))
+        if rows.size:  # shade the interior only in the opening's bounding box
+            cols = np.flatnonzero(alpha.any(axis=0))
+            box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+            skull = upsample(p_head[i0:i1, j0:j1], s, size)[box]
+            jaw = upsample(self._solve(rig, rig.jaw_only(c), rig.basis_lo, ident.mouth_window), s, size)[box]
+            interior = self._interior(ident, skull, jaw, a_up[box], a_lo[box])
+            window[box] += (interior - window[box]) * alpha[box][..., None]
+        y0, x0 = i0 * s, j0 * s
+        roi[y0:y0 + size[0], x0:x0 + size[1]] = np.clip(window + 0.5, 0, 255).astype(np.uint8)
 
     def _interior(self, ident: LiteIdentity, skull: np.ndarray, jaw: np.ndarray, a_up: np.ndarray,
                   a_lo: np.ndarray) -> np.ndarray:
