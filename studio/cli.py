@@ -108,6 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--face-index", type=int, default=0)
     inv.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    tn = sub.add_parser("tune", help="tune the generator on a person (Pivotal Tuning Inversion; neural models)",
+                        description="Invert a photo, or frames of a video, into W+ pivots and fine-tune StyleGAN2 on "
+                                    "them (PTI). Writes PERSON.safetensors (changed weights + pivots, tied to the "
+                                    "installed generator) and PERSON.preview.png beside it.")
+    src = tn.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", type=Path, metavar="PHOTO")
+    src.add_argument("--video", type=Path, metavar="VIDEO")
+    tn.add_argument("--output", required=True, type=Path, metavar="PERSON.safetensors")
+    tn.add_argument("--encoder", default="e4e", choices=["e4e", "psp", "none"], help="image encoder (default e4e)")
+    tn.add_argument("--steps", type=int, default=350, help="max tuning steps (default 350; stops at LPIPS 0.06)")
+    tn.add_argument("--frames", type=int, default=16, help="video frames to invert (default 16)")
+    tn.add_argument("--projection-steps", type=int, default=450, help="projection steps per pivot (default 450)")
+    tn.add_argument("--locality", type=float, default=0.0, help="PTI locality regularisation weight (default 0: off)")
+    tn.add_argument("--face-index", type=int, default=0)
+    tn.add_argument("--quiet", action="store_true", help="no progress bar")
+
     e = sub.add_parser("eval", help="measure lip sync and image quality on real talking videos",
                        description="Render each real video from one of its frames and its own soundtrack, then "
                                    "compare with the real frames (PSNR, SSIM, LMD, lip-gap correlation), beside "
@@ -251,6 +267,20 @@ def _cmd_invert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from studio.engine.neural.pti import PersonResult, TuneConfig, tune_person
+
+    result = _consume(tune_person(image=args.image, video=args.video, output=args.output,
+                                  encoder=None if args.encoder == "none" else args.encoder, steps=args.steps,
+                                  frames=args.frames, projection_steps=args.projection_steps,
+                                  config=TuneConfig(locality_weight=args.locality), face_index=args.face_index),
+                      quiet=args.quiet, result_type=PersonResult)
+    print(f"wrote {result.path} ({result.pivots} pivot(s), {result.steps} steps): LPIPS "
+          f"{result.initial_lpips:.3f} -> {result.final_lpips:.3f}, L2 {result.initial_l2:.4f} -> "
+          f"{result.final_l2:.4f}; preview {result.preview}")
+    return 0
+
+
 def _cmd_gui(args: argparse.Namespace) -> int:
     try:
         from studio.gui.app import run  # PySide6 loads only for this command
@@ -275,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_models(args)
         if args.command == "invert":
             return _cmd_invert(args)
+        if args.command == "tune":
+            return _cmd_tune(args)
     except Cancelled as exc:
         return _fail(exc)
     except KeyboardInterrupt:

@@ -95,7 +95,8 @@ def invert_photo(image: Path, *, encoder: str | None = "e4e", steps: int = 100, 
     monitor = monitor or ProgressMonitor()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     store.require(*required_models(encoder, steps), feature="photo inversion")
-    yield monitor.event("load", 0, 3, "loading the generator")
+    load = monitor.sub(0.0, 0.1)
+    yield load.event("load", 0, 2, "loading the generator")
     gen = store.load(GENERATOR, device=dev)
     g = gen.module
     identity = load_identity(image, face_index=face_index)
@@ -104,7 +105,7 @@ def invert_photo(image: Path, *, encoder: str | None = "e4e", steps: int = 100, 
     target_t = to_tensor(target, dev)
     init, method = None, "projection (W)"
     if encoder is not None:
-        yield monitor.event("load", 1, 3, f"encoding with {encoder}")
+        yield load.event("load", 1, 2, f"encoding with {encoder}")
         enc = store.load(ENCODERS[encoder], device=dev)
         small = to_tensor(align.resized(ENCODER_SIZE).crop(identity.image), dev)
         latent_avg = enc.extras.get("latent_avg")
