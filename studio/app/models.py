@@ -7,8 +7,10 @@ answers the studio's questions about it in user-facing words.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from studio.core.errors import ModelError
+from studio.core.paths import data_dir
 from studio.engine.pipeline import ENGINES
 from studio.models import store
 
@@ -38,3 +40,21 @@ def neural_status() -> NeuralStatus:
     if "neural" not in ENGINES:
         return NeuralStatus(False, "not available in this version of the studio (the lite engine is)")
     return NeuralStatus(True, "")
+
+
+def pti_status() -> NeuralStatus:
+    """Whether one-click personalisation (PTI) can run: the generator, an encoder and LPIPS are imported."""
+    from studio.engine.neural.invert import required_models
+
+    try:
+        store.require(*required_models("e4e", 1), feature="personalisation (PTI)")
+    except ModelError as exc:
+        return NeuralStatus(False, f"not installed: {exc.message}")
+    return NeuralStatus(True, "")
+
+
+def person_output_path(identity: Path, project_file: Path | None) -> Path:
+    """Where a person's PTI result goes: beside the project when it is saved, else the user data dir."""
+    folder = project_file.parent if project_file is not None else data_dir() / "persons"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{Path(identity).stem}.person.safetensors"

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSizePolicy,
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
+                               QSizePolicy,
                                QSpinBox, QVBoxLayout, QWidget)
 
 from studio.app.identity import IdentityInfo, inspect_identity, is_image, is_video
-from studio.app.models import neural_status
+from studio.app.models import neural_status, person_output_path, pti_status
 from studio.gui import commands
 from studio.gui.commands import DocumentModel
 from studio.gui.views.common import ACCENT, FileDropTarget, MessageLabel
@@ -123,14 +124,21 @@ class IdentityPanel(QWidget):
         self.engine.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.engine.setMinimumContentsLength(12)
 
+        pti = pti_status()
         self.pti = QPushButton("Personalize (PTI)")
-        self.pti.setEnabled(neural.available)
-        self.pti_note = QLabel("" if neural.available else
-                               "PTI needs the neural engine, which is not installed (Help › Models…).")
+        self.pti.setEnabled(pti.available)
+        self.pti.clicked.connect(self._pti_clicked)
+        self.pti_note = QLabel("" if pti.available else
+                               "PTI needs the neural models, which are not installed (Help › Models…).")
         self.pti_note.setWordWrap(True)
         self.pti_note.setStyleSheet("color:#8a93a3;font-size:11px;")
-        self.pti.setToolTip(f"The neural engine is {neural.reason}" if not neural.available else
-                            "Tune the generator to this face (pivotal tuning)")
+        self.pti.setToolTip(f"PTI is {pti.reason}" if not pti.available else
+                            "Tune the generator to this face (pivotal tuning inversion)")
+        self.pti_progress = QProgressBar()
+        self.pti_progress.setRange(0, 1000)
+        self.pti_progress.setVisible(False)
+        self._pti_worker: JobWorker | None = None
+        self.person: Path | None = None  # the last personalisation written
 
         top = QHBoxLayout()
         top.addWidget(open_btn)
@@ -154,6 +162,7 @@ class IdentityPanel(QWidget):
         lay.addWidget(self.notice)
         lay.addLayout(form)
         lay.addWidget(self.pti)
+        lay.addWidget(self.pti_progress)
         lay.addWidget(self.pti_note)
 
         self.drop = FileDropTarget(self.view, lambda p: is_image(p) or is_video(p), self.set_identity)
@@ -247,6 +256,49 @@ class IdentityPanel(QWidget):
         self.face_index.setValue(self.model.state.face_index)
         self.face_index.blockSignals(False)
         self.inspected.emit(info)
+
+    # ------------------------------------------------------------------ one-click PTI
+    def _pti_clicked(self) -> None:
+        if self._pti_worker is not None:  # the button reads "Cancel" while tuning
+            self._pti_worker.cancel()
+            return
+        state = self.model.state
+        if state.identity is None:
+            self.message.show_message("no identity to personalise", "open a photo or a short video first")
+            return
+        from studio.engine.neural.pti import tune_person
+
+        source = Path(state.identity)
+        output = person_output_path(source, self.model.project.path)
+        kind = {"video": source} if is_video(source) else {"image": source}
+        worker = JobWorker(lambda cancel: tune_person(**kind, output=output, face_index=state.face_index,
+                                                      cancel=cancel), name="pti", parent=self)
+        worker.progress.connect(lambda f, stage, msg: (self.pti_progress.setValue(int(f * 1000)),
+                                                       self.pti_progress.setFormat(f"{msg}  %p%")))
+        worker.finished_ok.connect(self._pti_done)
+        worker.failed.connect(lambda m, h: self.message.show_message(m, h))
+        worker.cancelled.connect(lambda: self.notice.show_message("personalisation cancelled; nothing was saved",
+                                                                  kind="warning"))
+        worker.finished.connect(self._pti_finished)
+        self._pti_worker = worker
+        self.pti.setText("Cancel personalization")
+        self.pti_progress.setValue(0)
+        self.pti_progress.setVisible(True)
+        self.message.clear_message()
+        worker.start()
+
+    def _pti_done(self, result) -> None:
+        self.person = result.path
+        self.notice.show_message(
+            f"personalised in {result.steps} steps: LPIPS {result.initial_lpips:.3f} → {result.final_lpips:.3f}; "
+            f"saved to {result.path}", kind="info")
+
+    def _pti_finished(self) -> None:
+        if self._pti_worker is not None:
+            self._pti_worker.deleteLater()
+        self._pti_worker = None
+        self.pti.setText("Personalize (PTI)")
+        self.pti_progress.setVisible(False)
 
     def problem_text(self) -> str:
         """The inline error shown, as plain text ("" when none)."""
