@@ -316,7 +316,7 @@ def test_no_face_photo_shows_inline_error(qapp, dirs, qtbot):
         assert "no face found" in text and "frontal photo" in text
         assert w.identity.message.isVisible()
         assert w.identity.view._image is not None  # the photo is still shown
-        assert not w.identity.pti.isEnabled() and "neural" in w.identity.pti.toolTip()
+        assert not w.identity.pti.isEnabled() and "stylegan2-ffhq-config-f.pt" in w.identity.pti.toolTip()
     finally:
         _close(w)
 
