@@ -191,9 +191,20 @@ class LiteEngine:
         f_up = upsample(p_up[local], s, size)
         f_lo = upsample(p_lo[local], s, size)
         a_up, a_lo = self._lip_depths(rig, f_up, f_lo)
-        # The whole window is redone at full resolution, open or not: where the lips meet or press, the
-        # coarse map interpolates between the two layers across the lip line, and for a photo with an open
-        # mouth that samples its teeth as a thin bright line.
+        if not rig.shows_teeth:
+            # a closed-mouth photo: only the rows/columns around the opening need the exact treatment
+            near = np.minimum(a_up, a_lo) > -1.0
+            if not near.any():
+                return
+            rows, cols = np.flatnonzero(near.any(axis=1)), np.flatnonzero(near.any(axis=0))
+            r0, r1 = max(rows[0] - 2, 0), min(rows[-1] + 3, size[0])
+            q0, q1 = max(cols[0] - 2, 0), min(cols[-1] + 3, size[1])
+            a_up, a_lo, f_up, f_lo = (x[r0:r1, q0:q1] for x in (a_up, a_lo, f_up, f_lo))
+        else:
+            r0, q0 = 0, 0
+        # For a photo with an open mouth the whole window is redone, open or not: where the lips meet or
+        # press, the coarse map interpolates between the two layers across the lip line and would sample
+        # the photo's teeth as a thin bright line.
         # Inside the opening (both depths > 0) the lip layer shows the nearer lip's edge, never the photo's
         # own mouth interior: where the opening is under a pixel wide, that edge is what blends with it.
         ev = rig.ev.astype(np.float32)
@@ -208,12 +219,13 @@ class LiteEngine:
         if rows.size:  # shade the interior only in the opening's bounding box
             cols = np.flatnonzero(alpha.any(axis=0))
             box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-            skull = upsample(p_head[i0:i1, j0:j1], s, size)[box]
-            jaw = upsample(self._solve(rig, rig.jaw_only(c), rig.basis_lo, ident.mouth_window), s, size)[box]
+            full = (slice(r0 + rows[0], r0 + rows[-1] + 1), slice(q0 + cols[0], q0 + cols[-1] + 1))
+            skull = upsample(p_head[i0:i1, j0:j1], s, size)[full]
+            jaw = upsample(self._solve(rig, rig.jaw_only(c), rig.basis_lo, ident.mouth_window), s, size)[full]
             interior = self._interior(ident, skull, jaw, a_up[box], a_lo[box])
             window[box] += (interior - window[box]) * alpha[box][..., None]
-        y0, x0 = i0 * s, j0 * s
-        roi[y0:y0 + size[0], x0:x0 + size[1]] = np.clip(window + 0.5, 0, 255).astype(np.uint8)
+        y0, x0 = i0 * s + r0, j0 * s + q0
+        roi[y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = np.clip(window + 0.5, 0, 255).astype(np.uint8)
 
     def _interior(self, ident: LiteIdentity, skull: np.ndarray, jaw: np.ndarray, a_up: np.ndarray,
                   a_lo: np.ndarray) -> np.ndarray:
