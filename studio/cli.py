@@ -40,6 +40,13 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _add_neural_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that invert a face with the neural models (invert, tune)."""
+    p.add_argument("--encoder", default="e4e", choices=["e4e", "psp", "none"], help="image encoder (default e4e)")
+    p.add_argument("--face-index", type=int, default=0, help="which face when there are several, 0 = largest")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="talkstudio",
@@ -103,10 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--image", required=True, type=Path, metavar="PHOTO")
     inv.add_argument("--output", required=True, type=Path, metavar="RECON.png", help="photo with the generated face")
     inv.add_argument("--latent", type=Path, metavar="OUT.safetensors", help="also save the W+ code")
-    inv.add_argument("--encoder", default="e4e", choices=["e4e", "psp", "none"], help="image encoder (default e4e)")
     inv.add_argument("--steps", type=int, default=100, help="projection steps after the encoder (default 100)")
-    inv.add_argument("--face-index", type=int, default=0)
-    inv.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_neural_options(inv)
 
     tn = sub.add_parser("tune", help="tune the generator on a person (Pivotal Tuning Inversion; neural models)",
                         description="Invert a photo, or frames of a video, into W+ pivots and fine-tune StyleGAN2 on "
@@ -116,13 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--image", type=Path, metavar="PHOTO")
     src.add_argument("--video", type=Path, metavar="VIDEO")
     tn.add_argument("--output", required=True, type=Path, metavar="PERSON.safetensors")
-    tn.add_argument("--encoder", default="e4e", choices=["e4e", "psp", "none"], help="image encoder (default e4e)")
     tn.add_argument("--steps", type=int, default=350, help="max tuning steps (default 350; stops at LPIPS 0.06)")
     tn.add_argument("--frames", type=int, default=16, help="video frames to invert (default 16)")
     tn.add_argument("--projection-steps", type=int, default=450, help="projection steps per pivot (default 450)")
     tn.add_argument("--locality", type=float, default=0.0, help="PTI locality regularisation weight (default 0: off)")
-    tn.add_argument("--face-index", type=int, default=0)
-    tn.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_neural_options(tn)
 
     e = sub.add_parser("eval", help="measure lip sync and image quality on real talking videos",
                        description="Render each real video from one of its frames and its own soundtrack, then "
