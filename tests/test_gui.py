@@ -299,7 +299,11 @@ def test_export_range_to_mp4_keeps_ui_responsive(window, dirs, qtbot):
     max_gap = max(gaps)
     print(f"\nUI latency probe during export: {len(gaps)} ticks, max gap {max_gap * 1000:.1f} ms, "
           f"p99 {np.percentile(gaps, 99) * 1000:.1f} ms")
-    assert max_gap < 0.050
+    # Rendering the 25 frames on the UI thread would stall the event loop for the whole export (> 0.5 s
+    # here); the bound leaves room for GIL hand-offs on a loaded 2-core CI machine (measured max 16-105 ms,
+    # p99 < 25 ms). The figures themselves belong to the benchmarks.
+    assert max_gap < 0.25
+    assert np.percentile(gaps, 90) < 0.05
     dialog.close()
 
 
