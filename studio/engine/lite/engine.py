@@ -45,17 +45,20 @@ class LiteEngine:
     def __init__(self, *, proportions: Proportions = Proportions()) -> None:
         self.proportions = proportions
 
-    def prepare(self, image: np.ndarray, face: FaceLandmarks) -> LiteIdentity:
+    def prepare(self, image: np.ndarray, face: FaceLandmarks, *, rig: FaceRig | None = None) -> LiteIdentity:
         """Build the rig and colour palette for one photo.
 
         Args:
             image: (H, W, 3) uint8 RGB photo; H and W even (the video size).
             face: the subject's landmarks in that photo.
+            rig: a rig already built on ``face.points`` for this image size (e.g. a mouth-only rig for
+                re-voicing video frames); default: a full :class:`FaceRig`.
         """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
         image = np.ascontiguousarray(image)
-        rig = FaceRig(face.points, image.shape[:2], depth=face.depth, proportions=self.proportions)
+        if rig is None:
+            rig = FaceRig(face.points, image.shape[:2], depth=face.depth, proportions=self.proportions)
         palette = MouthPalette.from_photo(image, face.points, rig.gap0, rig.M)
         window = self._mouth_window(rig)
         upper_edge = 0.4 * rig.gap0 / 2 if rig.shows_teeth else 0.05 * rig.M
