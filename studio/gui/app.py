@@ -54,12 +54,20 @@ def run(project: Path | None = None) -> int:
     """Open the studio (optionally with a project) and run the event loop; returns the exit status."""
     app = make_app()
     from studio.gui.main_window import MainWindow
+    from studio.gui.startup import models_checked, watch_startup
 
-    window = MainWindow()
+    # the window first; torch (through the model store) loads in a worker while it is already usable
+    window = MainWindow(check_models=False)
     window.show()
     freeze_heap()
+    checker = window.identity.refresh_models_in_background()
+    checker.finished.connect(freeze_heap)  # exempt torch's objects from the full collections as well
+    checker.finished.connect(models_checked)
+    watch_startup(app, window)
     if project is not None:
         window.open_project(project, confirm=False)
     else:
         window.offer_recovery()
-    return app.exec()
+    status = app.exec()
+    window.identity.wait_for_models()
+    return status

@@ -62,9 +62,13 @@ class MainWindow(QMainWindow):
     Args:
         settings: user settings (default: read from the config dir); saved again on close.
         interactive: ask before discarding changes / offer recovery with message boxes (False in tests).
+        check_models: ask the model store (which imports torch) while building the window; False leaves the
+            neural engine "checking…" until ``identity.refresh_models_in_background()`` (what ``run`` does,
+            so that the window shows before torch loads).
     """
 
-    def __init__(self, *, settings: Settings | None = None, interactive: bool = True) -> None:
+    def __init__(self, *, settings: Settings | None = None, interactive: bool = True,
+                 check_models: bool = True) -> None:
         super().__init__()
         self.setObjectName("MainWindow")
         self.settings = settings or load_settings()
@@ -80,7 +84,7 @@ class MainWindow(QMainWindow):
 
         self.preview = PreviewView()
         self.setCentralWidget(self.preview)
-        self.identity = IdentityPanel(self.model)
+        self.identity = IdentityPanel(self.model, check_models=check_models)
         self.sources = SourcesPanel(self.model)
         self.timeline = TimelineView()
         self.trajectory = TrajectoryView()

@@ -18,13 +18,19 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QSpinBox, QVBoxLayout, QWidget)
 
 from studio.app.identity import IdentityInfo, inspect_identity, is_image, is_video
-from studio.app.models import neural_status, person_output_path, pti_status
 from studio.gui import commands
 from studio.gui.commands import DocumentModel
 from studio.gui.views.common import ACCENT, FileDropTarget, MessageLabel
 from studio.gui.workers import JobWorker, rgb_to_qimage
 
 IDENTITY_FILTER = "Photos and videos (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff *.mp4 *.mov *.mkv *.webm *.mpg *.avi)"
+
+
+def _model_statuses():
+    """(neural engine, PTI) availability from the model store; the first call imports torch (seconds)."""
+    from studio.app.models import neural_status, pti_status
+
+    return neural_status(), pti_status()
 
 
 class FaceView(QWidget):
@@ -86,7 +92,10 @@ class IdentityPanel(QWidget):
 
     inspected = Signal(object)
 
-    def __init__(self, model: DocumentModel, parent: QWidget | None = None) -> None:
+    def __init__(self, model: DocumentModel, parent: QWidget | None = None, *, check_models: bool = True) -> None:
+        """``check_models=False`` leaves the neural engine and PTI disabled ("checking…") until
+        :meth:`refresh_models` or :meth:`refresh_models_in_background`: the model store imports torch, which
+        the studio loads after its window is shown."""
         super().__init__(parent)
         self.model = model
         self.info: IdentityInfo | None = None
@@ -115,25 +124,20 @@ class IdentityPanel(QWidget):
 
         self.engine = QComboBox()
         self.engine.addItem("lite (embedded, CPU)", "lite")
-        neural = neural_status()
-        self.engine.addItem("neural" if neural.available else "neural (not installed)", "neural")
-        self.engine.model().item(1).setEnabled(neural.available)
-        self.engine.model().item(1).setToolTip(neural.reason)
+        self.engine.addItem("neural (checking…)", "neural")
+        self.engine.model().item(1).setEnabled(False)
         self.engine.setToolTip("lite runs everywhere; neural needs the models listed in Help > Models…")
         self.engine.currentIndexChanged.connect(self._engine_edited)
         self.engine.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.engine.setMinimumContentsLength(12)
 
-        pti = pti_status()
         self.pti = QPushButton("Personalize (PTI)")
-        self.pti.setEnabled(pti.available)
+        self.pti.setEnabled(False)
         self.pti.clicked.connect(self._pti_clicked)
-        self.pti_note = QLabel("" if pti.available else
-                               "PTI needs the neural models, which are not installed (Help › Models…).")
+        self.pti_note = QLabel("Checking the neural models…")
         self.pti_note.setWordWrap(True)
         self.pti_note.setStyleSheet("color:#8a93a3;font-size:11px;")
-        self.pti.setToolTip(f"PTI is {pti.reason}" if not pti.available else
-                            "Tune the generator to this face (pivotal tuning inversion)")
+        self._models_worker: JobWorker | None = None
         self.pti_progress = QProgressBar()
         self.pti_progress.setRange(0, 1000)
         self.pti_progress.setVisible(False)
@@ -167,6 +171,52 @@ class IdentityPanel(QWidget):
 
         self.drop = FileDropTarget(self.view, lambda p: is_image(p) or is_video(p), self.set_identity)
         model.changed.connect(self._on_changed)
+        if check_models:
+            self.refresh_models()
+
+    # -- the neural models -----------------------------------------------------------------------------
+
+    def refresh_models(self) -> None:
+        """Ask the model store whether the neural engine and PTI can run, and enable them accordingly."""
+        self._apply_models(_model_statuses())
+
+    def refresh_models_in_background(self) -> JobWorker:
+        """Like :meth:`refresh_models`, but the store (and torch, which it imports) loads in a worker thread;
+        the UI is updated when it is done. Returns the worker (``finished`` tells when)."""
+        worker = JobWorker(lambda cancel: iter([_model_statuses()]), name="models", parent=self)
+        worker.finished_ok.connect(self._apply_models)
+        worker.failed.connect(lambda m, h: self._apply_models(None, error=f"{m} — {h}" if h else m))
+        worker.finished.connect(self._models_checked)
+        self._models_worker = worker
+        worker.start()
+        return worker
+
+    def wait_for_models(self) -> None:
+        """Block until a background model check has finished (it cannot be interrupted while torch imports);
+        call it before the application exits so that its thread is not destroyed while running."""
+        if self._models_worker is not None:
+            self._models_worker.wait()
+
+    def _models_checked(self) -> None:
+        if self._models_worker is not None:
+            self._models_worker.deleteLater()
+        self._models_worker = None
+
+    def _apply_models(self, statuses, *, error: str = "") -> None:
+        if statuses is None:
+            from studio.app.models import NeuralStatus
+
+            statuses = NeuralStatus(False, error), NeuralStatus(False, error)
+        neural, pti = statuses
+        self.engine.setItemText(1, "neural" if neural.available else "neural (not installed)")
+        self.engine.model().item(1).setEnabled(neural.available)
+        self.engine.model().item(1).setToolTip(neural.reason)
+        if self._pti_worker is None:  # while tuning, the button is the enabled "Cancel"
+            self.pti.setEnabled(pti.available)
+        self.pti_note.setText("" if pti.available else
+                              "PTI needs the neural models, which are not installed (Help › Models…).")
+        self.pti.setToolTip(f"PTI is {pti.reason}" if not pti.available else
+                            "Tune the generator to this face (pivotal tuning inversion)")
 
     # -- edits -------------------------------------------------------------------------------------
 
@@ -266,6 +316,7 @@ class IdentityPanel(QWidget):
         if state.identity is None:
             self.message.show_message("no identity to personalise", "open a photo or a short video first")
             return
+        from studio.app.models import person_output_path
         from studio.engine.neural.pti import tune_person
 
         source = Path(state.identity)

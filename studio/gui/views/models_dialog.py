@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
-from studio.app.models import model_statuses, neural_status
 from studio.core.paths import model_dir
 
 
@@ -15,6 +14,8 @@ class ModelsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Models")
         self.resize(720, 300)
+        from studio.app.models import model_statuses, neural_status  # imports torch: not at the studio's start
+
         status = neural_status()
         models = model_statuses()
         installed = sum(m.installed for m in models)
