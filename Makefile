@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # re-install whenever the dependency pins change
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup demo test gui bench eval clean
+.PHONY: setup demo test gui bench eval package clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,21 @@ bench: setup
 # lip-sync / image metrics on the real talking videos beside the repo (../shared/samples/video)
 eval: setup
 	$(VENV)/bin/talkstudio eval ../shared/samples/video/* --report out/eval
+
+# the desktop app, one folder: dist/TalkingHeadStudio/ (PyInstaller; slow, see packaging/README.md)
+PKG_STAMP := $(VENV)/.packaging-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+package: setup $(PKG_STAMP)
+	$(VENV)/bin/pyinstaller --noconfirm --log-level WARN packaging/TalkingHeadStudio.spec
+	@du -sh dist/TalkingHeadStudio
+	@echo "built dist/TalkingHeadStudio/TalkingHeadStudio (no command: the studio; render/models/...: as talkstudio)"
+
+# the exact pins of pyproject's `package` extra, without re-installing the studio itself
+$(PKG_STAMP): $(STAMP)
+	$(PY) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['package']))" \
+		| xargs $(PY) -m pip install --quiet
+	rm -f $(VENV)/.packaging-*
+	touch $(PKG_STAMP)
 
 clean:
 	rm -rf out build dist .pytest_cache
