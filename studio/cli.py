@@ -83,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="copy the expression of a photo or video instead of a preset")
     r.add_argument("--blink", default="auto", choices=["auto", "off", "source"],
                    help="automatic blinks, none, or those of the pose/emotion source video (default: auto)")
+    n = r.add_argument_group("neural engine")
+    n.add_argument("--person", type=Path, metavar="PERSON.safetensors",
+                   help="a PTI person file from `talkstudio tune`: its tuned generator and pivot are used")
+    n.add_argument("--encoder", default="e4e", choices=["e4e", "psp"], help="image encoder E_I (default: e4e)")
+    n.add_argument("--projection-steps", type=int, default=0, metavar="N",
+                   help="optimisation steps refining the encoder's code (needs the LPIPS backbone; default: 0)")
+    n.add_argument("--mouth", default="auto", choices=["auto", "audio-model", "directions"],
+                   help="what drives the mouth: the trained speech-to-latent model when installed (auto), "
+                        "only that model, or mouth directions discovered in the generator (default: auto)")
     r.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (default: 18)")
     r.add_argument("--preset", default="veryfast", help="x264 speed preset (default: veryfast)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -127,6 +136,29 @@ def build_parser() -> argparse.ArgumentParser:
     tn.add_argument("--locality", type=float, default=0.0, help="PTI locality regularisation weight (default 0: off)")
     _add_neural_options(tn)
 
+    b = sub.add_parser("batch", help="dub many identities x speech tracks into videos (resumable queue)",
+                       description="Render every job of a CSV (columns identity,audio,output,engine,pose,emotion,fps,"
+                                   "video_fit; blank = default), or every identity x speech pair of two folders, into "
+                                   "DIR/IDENTITY__SPEECH.mp4. A video identity is re-voiced: its frames are kept and "
+                                   "only the mouth follows the new speech. The queue is kept in "
+                                   "DIR/.talkstudio-batch.sqlite: --resume continues a killed or paused batch.")
+    b.add_argument("jobs", nargs="?", type=Path, metavar="JOBS.csv", help="jobs file (CSV with a header row)")
+    b.add_argument("--output-dir", required=True, type=Path, metavar="DIR", help="folder of the videos and the queue")
+    b.add_argument("--identities", type=Path, metavar="DIR", help="folder of photos and videos (with --audio)")
+    b.add_argument("--audio", type=Path, metavar="DIR", help="folder of speech files (with --identities)")
+    b.add_argument("--resume", action="store_true", help="continue the batch queued in --output-dir")
+    b.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: never)")
+    b.add_argument("--retry-failed", action="store_true", help="also re-run jobs that failed before")
+    b.add_argument("--engine", default="lite", choices=["lite", "neural"], help="default engine (default: lite)")
+    b.add_argument("--fps", type=_positive_fps, default=25.0, help="default frame rate for photos (default: 25)")
+    b.add_argument("--pose", default="idle", metavar="PRESET|VIDEO", help="default head motion for photos (default: idle)")
+    b.add_argument("--emotion", default="neutral", metavar="NAME[:INTENSITY]", help="default expression for photos")
+    b.add_argument("--video-fit", default="loop", choices=["loop", "trim"],
+                   help="video identities shorter than the speech: loop with a crossfade, or trim the speech "
+                        "(a longer video is always cut at the speech's end; default: loop)")
+    b.add_argument("--report", type=Path, metavar="REPORT.json", help="JSON report (default: DIR/batch-report.json)")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+
     e = sub.add_parser("eval", help="measure lip sync and image quality on real talking videos",
                        description="Render each real video from one of its frames and its own soundtrack, then "
                                    "compare with the real frames (PSNR, SSIM, LMD, lip-gap correlation), beside "
@@ -164,7 +196,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
     settings = RenderSettings(engine=args.engine, fps=args.fps, seed=args.seed, face_index=args.face_index,
                               transcript=transcript, pose=args.pose_source, pose_intensity=args.pose_intensity,
                               emotion=emotion, emotion_source=args.emotion_source, blink=args.blink,
-                              crf=args.crf, preset=args.preset,
+                              crf=args.crf, preset=args.preset, person=args.person, encoder=args.encoder,
+                              projection_steps=args.projection_steps, mouth=args.mouth,
                               **({} if level is None else {"emotion_intensity": level}))
     request = RenderRequest(image=args.image, audio=args.audio, output=args.output, settings=settings)
     done = _consume(render(request), quiet=args.quiet, result_type=Done)
@@ -203,6 +236,12 @@ def _consume(events, *, quiet: bool, result_type: type):
             elif not isinstance(ev, ProgressEvent):
                 print(f"warning: {ev.message}", file=sys.stderr)
     return result
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from studio.cli_batch import run_batch_command
+
+    return run_batch_command(args)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -304,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_gui(args)
         if args.command == "eval":
             return _cmd_eval(args)
+        if args.command == "batch":
+            return _cmd_batch(args)
         if args.command == "models":
             return _cmd_models(args)
         if args.command == "invert":

@@ -1,0 +1,761 @@
+"""Batch dubbing: a resumable queue of render/dub jobs persisted in SQLite beside the outputs.
+
+The queue lives in ``OUTPUT_DIR/.talkstudio-batch.sqlite`` (stdlib sqlite3, WAL journal), so the CLI
+(``talkstudio batch``) and the studio's Batch dubbing dialog share it: a batch started in one resumes in
+the other. Every job is one identity (photo, or video to re-voice, see :mod:`studio.engine.dub`) and one
+speech file into one MP4.
+
+- Jobs come from a CSV (:func:`jobs_from_csv`) or from every identity x speech pair of two folders
+  (:func:`jobs_from_folders`); outputs are named ``IDENTITY__SPEECH.mp4`` unless the CSV names them.
+- :func:`run_batch` is a generator of :class:`BatchEvent` and finally one :class:`BatchReport`: it recovers
+  jobs left ``running`` by a process that died (their ``.partial`` files are removed), skips finished jobs
+  whose output still verifies as a complete MP4 (:func:`verify_output`), records a failing job's error and
+  hint and goes on with the others, and writes a JSON report.
+- Outputs are written by the engine's FrameEncoder (hidden ``.partial`` file renamed when complete), so a
+  killed job never leaves a half-written MP4 under its name; an existing output is never replaced unless
+  ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from studio.app.identity import AUDIO_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from studio.core.errors import Cancelled, ConfigError, InputError, OutputError, StudioError
+from studio.core.fileio import atomic_write_text
+from studio.core.progress import CancelToken, Progress
+from studio.engine.dub import VIDEO_FITS, DubSettings, dub_video, is_video_identity
+from studio.engine.pipeline import Done, Notice, RenderRequest, RenderSettings, render
+from studio.media.video import probe_media
+
+log = logging.getLogger(__name__)
+
+QUEUE_NAME = ".talkstudio-batch.sqlite"
+REPORT_NAME = "batch-report.json"
+SCHEMA_VERSION = 1
+STATUSES = ("pending", "running", "done", "failed", "cancelled")
+CSV_COLUMNS = ("identity", "audio", "output", "engine", "pose", "emotion", "fps", "video_fit")
+_PROGRESS_WRITE_S = 0.5  # at most one progress write to the queue per this many seconds
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    identity TEXT NOT NULL, audio TEXT NOT NULL, output TEXT NOT NULL UNIQUE,
+    engine TEXT NOT NULL, pose TEXT NOT NULL, emotion TEXT NOT NULL, fps REAL NOT NULL,
+    video_fit TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending', error TEXT NOT NULL DEFAULT '', hint TEXT NOT NULL DEFAULT '',
+    progress REAL NOT NULL DEFAULT 0, pid INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL, started_at REAL, finished_at REAL, elapsed_s REAL,
+    duration_s REAL, frames INTEGER
+);
+"""
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What one job makes.
+
+    Attributes:
+        identity: photo (animated) or video (re-voiced), absolute path.
+        audio: speech file, absolute path. output: the MP4 to write, absolute path.
+        engine: "lite" (or "neural", refused with the reason while it is unavailable).
+        pose: head-motion preset or pose video (photos only; a video keeps its own motion).
+        emotion: "NAME" or "NAME:INTENSITY" (photos only). fps: frame rate of a photo's video (a video
+            identity keeps its own). video_fit: "loop" or "trim" (video identities, see :mod:`studio.engine.dub`).
+    """
+
+    identity: Path
+    audio: Path
+    output: Path
+    engine: str = "lite"
+    pose: str = "idle"
+    emotion: str = "neutral"
+    fps: float = 25.0
+    video_fit: str = "loop"
+
+
+@dataclass(frozen=True)
+class Job(JobSpec):
+    """A job in the queue: its spec plus its state.
+
+    Attributes:
+        id: row id. status: one of :data:`STATUSES`. error, hint: the failure's message and what to do.
+        progress: fraction [0, 1] of the running job (updated every ~0.5 s). pid: process running it.
+        attempts: times it was started. started_at / finished_at: Unix times (s). elapsed_s: wall time of
+        the last run, seconds. duration_s: the output's duration (s); frames: its frame count.
+    """
+
+    id: int = 0
+    status: str = "pending"
+    error: str = ""
+    hint: str = ""
+    progress: float = 0.0
+    pid: int | None = None
+    attempts: int = 0
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    elapsed_s: float | None = None
+    duration_s: float | None = None
+    frames: int | None = None
+
+    @property
+    def spec(self) -> JobSpec:
+        return JobSpec(**{f.name: getattr(self, f.name) for f in fields(JobSpec)})
+
+    def to_json(self) -> dict:
+        """The job as JSON-ready values (paths as strings)."""
+        out = asdict(self)
+        for key in ("identity", "audio", "output"):
+            out[key] = str(out[key])
+        return out
+
+
+def default_output_name(identity: Path, audio: Path) -> str:
+    """``IDENTITY__SPEECH.mp4`` from the two files' stems (characters unsafe in file names become _)."""
+    clean = lambda s: re.sub(r"[^\w.\-]+", "_", s).strip("._") or "x"  # noqa: E731
+    return f"{clean(Path(identity).stem)}__{clean(Path(audio).stem)}.mp4"
+
+
+def parse_emotion(text: str) -> tuple[str, float | None]:
+    """``"happy:0.7"`` -> ("happy", 0.7); ``"sad"`` -> ("sad", None).
+
+    Raises:
+        ConfigError: the intensity is not a number.
+    """
+    name, _, level = (text or "neutral").partition(":")
+    if not level.strip():
+        return name.strip().lower() or "neutral", None
+    try:
+        return name.strip().lower(), float(level)
+    except ValueError:
+        raise ConfigError(f"invalid emotion {text!r}", "use NAME or NAME:INTENSITY, e.g. happy:0.7") from None
+
+
+def _check_fit(fit: str) -> str:
+    if fit not in VIDEO_FITS:
+        raise ConfigError(f"unknown video fit {fit!r}", f"choose one of: {', '.join(VIDEO_FITS)}")
+    return fit
+
+
+def jobs_from_csv(path: Path, output_dir: Path, *, defaults: JobSpec | None = None) -> list[JobSpec]:
+    """Read jobs from a CSV with a header row.
+
+    Columns: identity, audio (required), output, engine, pose, emotion, fps, video_fit (optional; a blank
+    cell means the default from ``defaults``). identity, audio and a pose video are resolved against the
+    CSV's folder when relative; output against ``output_dir`` (default ``IDENTITY__SPEECH.mp4``).
+
+    Raises:
+        InputError: the CSV cannot be read. ConfigError: a required column is missing, an unknown column,
+            a cell that is not a number where one is needed, an empty identity/audio cell, or two rows with
+            the same output (the message names the line).
+    """
+    path = Path(path).expanduser()
+    base = path.absolute().parent
+    d = defaults or JobSpec(Path(), Path(), Path())
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+            header = [h.strip().lower() for h in (rows[0].keys() if rows else [])]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read the jobs file {path}: {exc}", "give a UTF-8 CSV file with a header row") from None
+    if not rows:
+        raise ConfigError(f"no jobs in {path}", f"add a header ({','.join(CSV_COLUMNS)}) and one row per video")
+    unknown = [h for h in header if h and h not in CSV_COLUMNS]
+    missing = [c for c in ("identity", "audio") if c not in header]
+    if missing or unknown:
+        what = f"missing column(s) {', '.join(missing)}" if missing else f"unknown column(s) {', '.join(unknown)}"
+        raise ConfigError(f"{path}: {what}", f"the columns are: {', '.join(CSV_COLUMNS)} (identity and audio required)")
+    specs: list[JobSpec] = []
+    for line, raw in enumerate(rows, start=2):
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        if not any(row.values()):
+            continue
+        where = f"{path.name} line {line}"
+        if not row.get("identity") or not row.get("audio"):
+            raise ConfigError(f"{where}: identity and audio are required", "fill both cells or delete the row")
+        identity = _resolve(row["identity"], base)
+        audio = _resolve(row["audio"], base)
+        try:
+            fps = float(row["fps"]) if row.get("fps") else d.fps
+        except ValueError:
+            raise ConfigError(f"{where}: invalid fps {row['fps']!r}", "give a number such as 25") from None
+        pose = row.get("pose") or d.pose
+        if pose not in ("still", "idle", "nod", "look-around"):
+            pose = str(_resolve(pose, base))
+        emotion = row.get("emotion") or d.emotion
+        parse_emotion(emotion)
+        fit = _check_fit(row.get("video_fit") or d.video_fit)
+        out = row.get("output") or default_output_name(identity, audio)
+        output = _resolve(out, Path(output_dir).expanduser().absolute())
+        specs.append(JobSpec(identity=identity, audio=audio, output=output, engine=row.get("engine") or d.engine,
+                             pose=pose, emotion=emotion, fps=fps, video_fit=fit))
+    _check_unique(specs)
+    return specs
+
+
+def _resolve(text: str, base: Path) -> Path:
+    p = Path(text).expanduser()
+    return p if p.is_absolute() else (base / p).absolute()
+
+
+def _check_unique(specs: list[JobSpec]) -> None:
+    seen: dict[Path, JobSpec] = {}
+    for s in specs:
+        if s.output in seen:
+            other = seen[s.output]
+            raise ConfigError(f"two jobs write {s.output.name}: {other.identity.name} + {other.audio.name} and "
+                              f"{s.identity.name} + {s.audio.name}", "give them different output names")
+        seen[s.output] = s
+
+
+def media_files(folder: Path, suffixes: Iterable[str]) -> list[Path]:
+    """Files in ``folder`` (not recursive, hidden files skipped) with one of ``suffixes``, sorted by name.
+
+    Raises:
+        InputError: the folder does not exist.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise InputError(f"folder not found: {folder}", "give an existing folder")
+    wanted = {s.lower() for s in suffixes}
+    return sorted((p.absolute() for p in folder.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in wanted),
+                  key=lambda p: p.name.lower())
+
+
+def cross_product(identities: Iterable[Path], audios: Iterable[Path], output_dir: Path, *,
+                  defaults: JobSpec | None = None) -> list[JobSpec]:
+    """One job per (identity, speech) pair, outputs ``output_dir/IDENTITY__SPEECH.mp4``.
+
+    Raises:
+        ConfigError: two pairs would write the same output name.
+    """
+    d = defaults or JobSpec(Path(), Path(), Path())
+    out_dir = Path(output_dir).expanduser().absolute()
+    specs = [replace(d, identity=Path(i).absolute(), audio=Path(a).absolute(),
+                     output=out_dir / default_output_name(Path(i), Path(a)))
+             for i in identities for a in audios]
+    _check_unique(specs)
+    return specs
+
+
+def jobs_from_folders(identities: Path, audio: Path, output_dir: Path, *,
+                      defaults: JobSpec | None = None) -> list[JobSpec]:
+    """Every identity (photo or video) in one folder x every speech file in another.
+
+    Raises:
+        InputError: a folder is missing. ConfigError: a folder holds no usable file.
+    """
+    ids = media_files(identities, IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+    auds = media_files(audio, AUDIO_SUFFIXES | VIDEO_SUFFIXES)
+    if not ids:
+        raise ConfigError(f"no photo or video in {identities}", "put JPEG/PNG photos or MP4 videos there")
+    if not auds:
+        raise ConfigError(f"no speech file in {audio}", "put WAV, FLAC, MP3 or M4A files there")
+    return cross_product(ids, auds, output_dir, defaults=defaults)
+
+
+# ---------------------------------------------------------------------------------------------- queue
+
+def queue_path(output_dir: Path) -> Path:
+    """Where the queue of a batch writing into ``output_dir`` is kept."""
+    return Path(output_dir).expanduser().absolute() / QUEUE_NAME
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid or pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def partial_files(output: Path) -> list[Path]:
+    """Temporary files FrameEncoder may have left for ``output`` (``.NAME.<pid>.<id>.partial.mp4``)."""
+    output = Path(output)
+    if not output.parent.is_dir():
+        return []
+    prefix = f".{output.name[:100]}."
+    return [p for p in output.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".partial.mp4")]
+
+
+def remove_stale_partials(output: Path) -> list[Path]:
+    """Delete the partial files of ``output`` whose writing process is gone (or is this one); returns them."""
+    removed = []
+    for p in partial_files(output):
+        parts = p.name[len(f".{Path(output).name[:100]}."):].split(".")
+        pid = int(parts[0]) if parts and parts[0].isdigit() else None
+        if pid is None or pid == os.getpid() or not _pid_alive(pid):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
+class BatchQueue:
+    """The persisted job queue of one output folder.
+
+    Each call opens its own short-lived SQLite connection, so the queue may be used from any thread
+    (the studio's worker writes while its dialog reads) and by several processes.
+
+    Args:
+        output_dir: the batch's output folder (created if missing).
+        create: False to require an existing queue.
+
+    Raises:
+        OutputError: the folder cannot be created or written. ConfigError: no queue there (create=False),
+            or it was written by a newer version of the studio.
+    """
+
+    def __init__(self, output_dir: Path, *, create: bool = True) -> None:
+        self.output_dir = Path(output_dir).expanduser().absolute()
+        self.path = queue_path(self.output_dir)
+        if not self.path.exists():
+            if not create:
+                raise ConfigError(f"no batch to resume in {self.output_dir}",
+                                  "start one with `talkstudio batch JOBS.csv --output-dir DIR` "
+                                  "or `--identities DIR --audio DIR`")
+            try:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"cannot create the output folder {self.output_dir}: {exc.strerror or exc}",
+                                  "choose a folder you can write to") from None
+        try:
+            with self._connect() as con:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.executescript(_SCHEMA)
+                row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                if row is None:
+                    con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                elif int(row[0]) > SCHEMA_VERSION:
+                    raise ConfigError(f"the batch queue {self.path} was written by a newer version of the studio",
+                                      "update Talking Head Studio, or use another output folder")
+        except sqlite3.Error as exc:
+            raise OutputError(f"cannot open the batch queue {self.path}: {exc}",
+                              "check that the output folder is writable; delete the file to start afresh") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        con.row_factory = sqlite3.Row
+        return con
+
+    def _exec(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        con = self._connect()
+        try:
+            with con:
+                return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+    @staticmethod
+    def _job(row: sqlite3.Row) -> Job:
+        d = dict(row)
+        for key in ("identity", "audio", "output"):
+            d[key] = Path(d[key])
+        return Job(**d)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def jobs(self) -> list[Job]:
+        """Every job, in insertion order."""
+        return [self._job(r) for r in self._exec("SELECT * FROM jobs ORDER BY id")]
+
+    def get(self, job_id: int) -> Job:
+        """One job by id (KeyError if it was removed)."""
+        rows = self._exec("SELECT * FROM jobs WHERE id=?", (job_id,))
+        if not rows:
+            raise KeyError(job_id)
+        return self._job(rows[0])
+
+    def counts(self) -> dict[str, int]:
+        """Number of jobs per status (every status present, 0 when none)."""
+        out = {s: 0 for s in STATUSES}
+        for r in self._exec("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status"):
+            out[r["status"]] = r["n"]
+        return out
+
+    # -- writing ---------------------------------------------------------------------------------
+    def add(self, specs: Iterable[JobSpec], *, overwrite: bool = False) -> list[Job]:
+        """Add jobs; a job whose output is already queued is updated (and made pending again when its
+        inputs changed, or always with ``overwrite``). A running job is never touched.
+
+        Returns:
+            The queued jobs for ``specs``, in order.
+        """
+        now = time.time()
+        ids = []
+        con = self._connect()
+        try:
+            with con:
+                for s in specs:
+                    values = (str(s.identity), str(s.audio), s.engine, s.pose, s.emotion, float(s.fps), s.video_fit)
+                    row = con.execute("SELECT * FROM jobs WHERE output=?", (str(s.output),)).fetchone()
+                    if row is None:
+                        cur = con.execute(
+                            "INSERT INTO jobs (identity, audio, output, engine, pose, emotion, fps, video_fit, "
+                            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (*values[:2], str(s.output), *values[2:], now))
+                        ids.append(cur.lastrowid)
+                        continue
+                    ids.append(row["id"])
+                    if row["status"] == "running" and _pid_alive(row["pid"]) and row["pid"] != os.getpid():
+                        continue
+                    same = tuple(row[k] for k in ("identity", "audio", "engine", "pose", "emotion", "fps",
+                                                  "video_fit")) == values
+                    if same and not overwrite:
+                        continue
+                    con.execute("UPDATE jobs SET identity=?, audio=?, engine=?, pose=?, emotion=?, fps=?, video_fit=?, "
+                                "status='pending', error='', hint='', progress=0 WHERE id=?", (*values, row["id"]))
+        finally:
+            con.close()
+        return [self.get(i) for i in ids]
+
+    def update(self, job_id: int, **values) -> None:
+        """Set columns of one job (e.g. ``status="pending"``)."""
+        if not values:
+            return
+        cols = ", ".join(f"{k}=?" for k in values)
+        args = tuple(str(v) if isinstance(v, Path) else v for v in values.values())
+        self._exec(f"UPDATE jobs SET {cols} WHERE id=?", (*args, job_id))
+
+    def edit(self, job_id: int, **spec) -> Job:
+        """Change a job's spec (identity, audio, output, engine, pose, emotion, fps, video_fit); the job
+        becomes pending again.
+
+        Raises:
+            ConfigError: the job is running, an unknown field, or the output is already another job's.
+        """
+        allowed = {f.name for f in fields(JobSpec)}
+        bad = set(spec) - allowed
+        if bad:
+            raise ConfigError(f"cannot edit {', '.join(sorted(bad))}", f"editable: {', '.join(sorted(allowed))}")
+        job = self.get(job_id)
+        if job.status == "running":
+            raise ConfigError(f"{job.output.name} is being rendered", "pause or cancel the batch first")
+        if "video_fit" in spec:
+            _check_fit(spec["video_fit"])
+        if "output" in spec:
+            spec["output"] = _resolve(str(spec["output"]), self.output_dir)
+            others = [j for j in self.jobs() if j.id != job_id and j.output == spec["output"]]
+            if others:
+                raise ConfigError(f"another job already writes {spec['output'].name}", "choose another name")
+        self.update(job_id, **spec, status="pending", error="", hint="", progress=0.0)
+        return self.get(job_id)
+
+    def remove(self, job_ids: Iterable[int]) -> int:
+        """Delete jobs that are not running; returns how many were removed (outputs are kept)."""
+        n = 0
+        for i in job_ids:
+            rows = self._exec("DELETE FROM jobs WHERE id=? AND status!='running' RETURNING id", (i,))
+            n += len(rows)
+        return n
+
+    def recover(self) -> list[Job]:
+        """Make jobs left ``running`` by a process that is gone pending again and delete their partial files.
+
+        Returns:
+            The recovered jobs.
+
+        Raises:
+            ConfigError: another live process is running this batch.
+        """
+        recovered = []
+        for job in self.jobs():
+            if job.status != "running":
+                continue
+            if job.pid and job.pid != os.getpid() and _pid_alive(job.pid):
+                raise ConfigError(f"the batch in {self.output_dir} is running in process {job.pid}",
+                                  "wait for it to finish or stop it, then resume")
+            remove_stale_partials(job.output)
+            self.update(job.id, status="pending", progress=0.0, pid=None,
+                        error="", hint="")
+            recovered.append(self.get(job.id))
+        return recovered
+
+
+# ---------------------------------------------------------------------------------------------- verify
+
+def verify_output(path: Path, *, expected_s: float | None = None, fps: float = 25.0) -> str | None:
+    """Check that ``path`` is a complete dub: an MP4 with a video and an audio stream whose duration is
+    ``expected_s`` (within 2 frames + 50 ms) when given.
+
+    Returns:
+        None when complete, else the reason (missing, unreadable, no audio, too short...).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return "the output is missing"
+    try:
+        info = probe_media(path)
+    except StudioError as exc:
+        return exc.message
+    if not info.has_video or not info.has_audio:
+        return "the output has no " + ("video" if not info.has_video else "audio") + " stream"
+    if info.duration is None:
+        return "the output's duration is unknown (incomplete file)"
+    if expected_s is not None and abs(info.duration - expected_s) > 2.0 / max(fps, 1.0) + 0.05:
+        return f"the output lasts {info.duration:.2f} s instead of {expected_s:.2f} s"
+    return None
+
+
+def _speech_seconds(path: Path) -> float:
+    """Duration of a speech file in seconds (1.0 when it cannot be read: the job will say why)."""
+    try:
+        return float(probe_media(path).duration or 1.0)
+    except StudioError:
+        return 1.0
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+@dataclass(frozen=True)
+class BatchEvent:
+    """Something happened to one job.
+
+    Attributes:
+        kind: "start", "progress", "notice", "done", "skipped", "failed" or "cancelled".
+        job: the job's state after the event. index: its position among the jobs this run handles (0-based);
+        total: how many this run handles. fraction: the job's own progress [0, 1]; stage, message: detail.
+        overall: the whole run's progress [0, 1] (weighted by speech length). eta_s: estimated seconds
+        left for the run (None until measurable).
+    """
+
+    kind: str
+    job: Job
+    index: int
+    total: int
+    fraction: float = 0.0
+    stage: str = ""
+    message: str = ""
+    overall: float = 0.0
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """The end of a run: every job's final state and where the JSON report was written.
+
+    Attributes:
+        jobs: all jobs of the queue. counts: jobs per status. ran: ids run (or re-run) this time.
+        skipped: ids already complete. report_path: the JSON report. elapsed_s: wall time of the run.
+        stopped: "" when every job was handled, "paused" or "cancelled" otherwise.
+    """
+
+    jobs: tuple[Job, ...]
+    counts: dict[str, int]
+    ran: tuple[int, ...]
+    skipped: tuple[int, ...]
+    report_path: Path
+    elapsed_s: float
+    stopped: str = ""
+
+    @property
+    def failed(self) -> list[Job]:
+        return [j for j in self.jobs if j.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        """True when no job failed and the run was not stopped early."""
+        return not self.failed and not self.stopped
+
+
+def _job_events(job: Job, *, cancel: CancelToken) -> Iterator[Progress | Notice | Done]:
+    """The engine's event generator for one job: a video identity is re-voiced, a photo animated."""
+    if is_video_identity(job.identity):
+        if job.engine != "lite":
+            raise ConfigError(f"the {job.engine} engine cannot re-voice videos", "use the lite engine")
+        return dub_video(job.identity, job.audio, job.output, DubSettings(fit=job.video_fit), cancel=cancel)
+    emotion, level = parse_emotion(job.emotion)
+    settings = RenderSettings(engine=job.engine, fps=float(job.fps), pose=job.pose, emotion=emotion,
+                              **({} if level is None else {"emotion_intensity": level}))
+    return render(RenderRequest(image=job.identity, audio=job.audio, output=job.output, settings=settings),
+                  cancel=cancel)
+
+
+def run_batch(queue: BatchQueue, *, overwrite: bool = False, retry_failed: bool = False,
+              cancel: CancelToken | None = None, pause: threading.Event | None = None,
+              report_path: Path | None = None) -> Iterator[BatchEvent | BatchReport]:
+    """Run every outstanding job of ``queue``: yields :class:`BatchEvent` s, then one :class:`BatchReport`.
+
+    Outstanding: pending, cancelled, and interrupted jobs (``running`` in a process that died), failed
+    ones too with ``retry_failed``, and done ones whose output no longer verifies. A job whose output
+    exists is refused (recorded as failed) unless ``overwrite``, or unless it is this job's own complete
+    output from an interrupted attempt.
+
+    Args:
+        cancel: stops the running job (its temp file is removed, it becomes "cancelled") and the run.
+        pause: when set, the run stops before starting the next job (the rest stay pending).
+        report_path: where to write the JSON report (default ``OUTPUT_DIR/batch-report.json``).
+
+    Raises:
+        ConfigError: another live process is running this batch. KeyboardInterrupt is re-raised after the
+            running job is marked cancelled and its temp file removed.
+    """
+    cancel = cancel or CancelToken()
+    t_run = time.perf_counter()
+    queue.recover()
+    todo: list[Job] = []
+    skipped: list[int] = []
+    for job in queue.jobs():
+        if job.status == "done":
+            reason = verify_output(job.output, expected_s=job.duration_s, fps=job.fps if job.fps else 25.0)
+            if reason is None and not overwrite:
+                skipped.append(job.id)
+                continue
+            if reason is not None:
+                queue.update(job.id, status="pending", error="", hint="")
+                job = queue.get(job.id)
+        elif job.status == "failed" and not retry_failed and not overwrite:
+            continue
+        todo.append(job)
+    weights = [_speech_seconds(j.audio) for j in todo]
+    total_w = sum(weights) or 1.0
+    done_w = 0.0
+    ran: list[int] = []
+    stopped = ""
+    total = len(todo)
+    work_t = 0.0  # seconds spent on jobs this run (for the ETA)
+
+    def eta(overall: float) -> float | None:
+        elapsed = work_t + (time.perf_counter() - t_job if t_job else 0.0)
+        return elapsed / overall * (1.0 - overall) if overall > 0.01 and elapsed > 0.5 else None
+
+    t_job = 0.0
+    for index, job in enumerate(todo):
+        if cancel.cancelled:
+            stopped = "cancelled"
+            break
+        if pause is not None and pause.is_set():
+            stopped = "paused"
+            break
+        job = queue.get(job.id)  # it may have been edited meanwhile
+        w = weights[index]
+        t_job = time.perf_counter()
+        remove_stale_partials(job.output)
+        if job.output.exists() and not overwrite:
+            own = job.attempts > 0 and verify_output(job.output, expected_s=None) is None
+            if own:
+                queue.update(job.id, status="done", progress=1.0, finished_at=time.time(), error="", hint="")
+                done_w += w
+                skipped.append(job.id)
+                yield BatchEvent("skipped", queue.get(job.id), index, total, 1.0, "", "output already complete",
+                                 done_w / total_w, eta(done_w / total_w))
+                continue
+            queue.update(job.id, status="failed", error=f"{job.output} already exists",
+                         hint="pass --overwrite (or tick Overwrite) to replace it, or choose another output folder",
+                         finished_at=time.time())
+            done_w += w
+            ran.append(job.id)
+            yield BatchEvent("failed", queue.get(job.id), index, total, 1.0, "", "output exists",
+                             done_w / total_w, eta(done_w / total_w))
+            continue
+        queue.update(job.id, status="running", pid=os.getpid(), attempts=job.attempts + 1, progress=0.0,
+                     started_at=time.time(), finished_at=None, error="", hint="")
+        job = queue.get(job.id)
+        ran.append(job.id)
+        yield BatchEvent("start", job, index, total, 0.0, "start", "", done_w / total_w, eta(done_w / total_w))
+        last_write = 0.0
+        try:
+            result = None
+            for ev in _job_events(job, cancel=cancel):
+                if isinstance(ev, Progress):
+                    overall = (done_w + w * ev.fraction) / total_w
+                    now = time.perf_counter()
+                    if now - last_write >= _PROGRESS_WRITE_S:
+                        last_write = now
+                        queue.update(job.id, progress=float(ev.fraction))
+                    yield BatchEvent("progress", job, index, total, ev.fraction, ev.stage, ev.message, overall,
+                                     eta(overall))
+                elif isinstance(ev, Notice):
+                    yield BatchEvent("notice", job, index, total, 0.0, "notice", ev.message, done_w / total_w,
+                                     eta(done_w / total_w))
+                elif isinstance(ev, Done):
+                    result = ev
+            cancel.raise_if_cancelled()
+            assert result is not None
+            reason = verify_output(job.output, expected_s=result.duration_s, fps=result.fps)
+            if reason is not None:
+                raise OutputError(f"{job.output.name} did not verify after rendering: {reason}",
+                                  "check free disk space and run the batch again")
+            queue.update(job.id, status="done", progress=1.0, finished_at=time.time(), pid=None,
+                         elapsed_s=time.perf_counter() - t_job, duration_s=result.duration_s,
+                         frames=result.n_frames)
+            kind, message = "done", f"{result.n_frames} frames in {time.perf_counter() - t_job:.1f} s"
+        except (StudioError, KeyboardInterrupt) as exc:
+            if isinstance(exc, StudioError) and not (isinstance(exc, Cancelled) or cancel.cancelled):
+                queue.update(job.id, status="failed", error=exc.message, hint=exc.hint, pid=None,
+                             finished_at=time.time(), elapsed_s=time.perf_counter() - t_job)
+                kind, message = "failed", exc.message
+                work_t += time.perf_counter() - t_job
+                t_job = 0.0
+                done_w += w
+                yield BatchEvent(kind, queue.get(job.id), index, total, 1.0, kind, message, done_w / total_w,
+                                 eta(done_w / total_w))
+                continue
+            # cancelled (a Ctrl-C also stops ffmpeg, which surfaces as an encoder error): not a failure
+            remove_stale_partials(job.output)
+            queue.update(job.id, status="cancelled", progress=0.0, pid=None, finished_at=time.time(),
+                         elapsed_s=time.perf_counter() - t_job, error="cancelled", hint="resume the batch to redo it")
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            stopped = "cancelled"
+            work_t += time.perf_counter() - t_job
+            yield BatchEvent("cancelled", queue.get(job.id), index, total, 0.0, "", "cancelled",
+                             done_w / total_w, None)
+            break
+        except Exception as exc:  # noqa: BLE001 - one broken job must not stop the others
+            log.error("batch job %s failed:\n%s", job.output.name, traceback.format_exc())
+            queue.update(job.id, status="failed", error=f"internal error: {type(exc).__name__}: {exc}",
+                         hint="this is a bug; please report it with the log", pid=None, finished_at=time.time(),
+                         elapsed_s=time.perf_counter() - t_job)
+            kind, message = "failed", f"{type(exc).__name__}: {exc}"
+        work_t += time.perf_counter() - t_job
+        t_job = 0.0
+        done_w += w
+        yield BatchEvent(kind, queue.get(job.id), index, total, 1.0, kind, message, done_w / total_w,
+                         eta(done_w / total_w))
+    report = write_report(queue, report_path=report_path, ran=ran, skipped=skipped,
+                          elapsed_s=time.perf_counter() - t_run, stopped=stopped)
+    yield report
+
+
+def write_report(queue: BatchQueue, *, report_path: Path | None = None, ran: Iterable[int] = (),
+                 skipped: Iterable[int] = (), elapsed_s: float = 0.0, stopped: str = "") -> BatchReport:
+    """Write the JSON report of the queue's current state (atomically) and return it as a :class:`BatchReport`.
+
+    The JSON holds ``schema_version``, the queue path, counts per status, the run's elapsed seconds, and
+    every job (spec, status, error, hint, timings, output duration and frames).
+    """
+    jobs = tuple(queue.jobs())
+    counts = queue.counts()
+    path = Path(report_path) if report_path is not None else queue.output_dir / REPORT_NAME
+    data = {"schema_version": SCHEMA_VERSION, "queue": str(queue.path), "output_dir": str(queue.output_dir),
+            "finished_at": time.time(), "elapsed_s": elapsed_s, "stopped": stopped, "counts": counts,
+            "ran": list(ran), "skipped": list(skipped), "jobs": [j.to_json() for j in jobs]}
+    atomic_write_text(path, json.dumps(data, indent=2))
+    return BatchReport(jobs=jobs, counts=counts, ran=tuple(ran), skipped=tuple(skipped), report_path=path,
+                       elapsed_s=elapsed_s, stopped=stopped)
