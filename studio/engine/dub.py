@@ -177,7 +177,7 @@ def edit_mask(rig: FaceRig, shape: tuple[int, int]) -> tuple[tuple[slice, slice]
 
     It covers every place the lite rig's mouth and jaw fields move (from the nose base to below the
     chin, between the jaw angles) and fades to 0 where those fields do: 1 inside, smooth to 0 over the
-    outer ~15 % of each side.
+    outer ~15 % of each side (sideways it ends 15 % beyond the jaw angles, where the jaw field is nearly 0).
 
     Args:
         rig: the frame's rig. shape: (height, width) of the frame.
@@ -190,7 +190,7 @@ def edit_mask(rig: FaceRig, shape: tuple[int, int]) -> tuple[tuple[slice, slice]
     jl, jr = rig.jaw_half
     top, bottom = 1.05 * rig.d_nose, 1.6 * rig.d_chin
     corners = np.array([rig.mouth_origin + a * rig.eu + b * rig.ev
-                        for a in (-1.4 * jl, 1.4 * jr) for b in (-top, bottom)])
+                        for a in (-1.15 * jl, 1.15 * jr) for b in (-top, bottom)])
     x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 1
     x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 2
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
@@ -200,7 +200,7 @@ def edit_mask(rig: FaceRig, shape: tuple[int, int]) -> tuple[tuple[slice, slice]
     uv = rig.to_mouth(np.stack([gx, gy], axis=-1))
     u, v = uv[..., 0], uv[..., 1]
     half = np.where(u < 0, jl, jr)
-    m_u = _ramp((1.4 * half - np.abs(u)) / (0.3 * half))
+    m_u = _ramp((1.15 * half - np.abs(u)) / (0.3 * half))
     m_top = _ramp((top + v) / (0.25 * rig.d_nose))
     m_bot = _ramp((bottom - v) / (0.3 * rig.d_chin))
     return (slice(y0, y1), slice(x0, x1)), (m_u * m_top * m_bot).astype(np.float32)

@@ -78,6 +78,7 @@ class MainWindow(QMainWindow):
         self.transport = Transport(parent=self)
         self.autosaver = Autosaver(self.model.project, self.settings.autosave_interval_s)
         self.export_dialog: ExportDialog | None = None
+        self.batch_dialog = None  # BatchDialog, created on first use
         self._wave_worker: JobWorker | None = None
         self._wave_source: Path | None = None
         self.frames_shown = 0
@@ -148,9 +149,8 @@ class MainWindow(QMainWindow):
         self.act_import_photo = self._action("Import &photo or video…", self.identity.open_dialog, "Ctrl+I")
         self.act_import_audio = self._action("Import &speech…", self.import_audio_dialog, "Ctrl+Shift+I")
         self.act_export = self._action("&Export video…", self.show_export_dialog, "Ctrl+E")
-        self.act_batch = self._action("&Batch dubbing…", lambda: None,
-                                      tip="Batch dubbing is not available in this version of the studio")
-        self.act_batch.setEnabled(False)
+        self.act_batch = self._action("&Batch dubbing…", self.show_batch_dialog,
+                                      tip="Dub many photos/videos x speech tracks into videos (resumable queue)")
         self.act_quit = self._action("&Quit", self.close, K.Quit)
         self.act_undo = self.model.undo_stack.createUndoAction(self, "&Undo")
         self.act_undo.setShortcut(K.Undo)
@@ -539,6 +539,18 @@ class MainWindow(QMainWindow):
         if self.export_dialog is not None and self.export_dialog.worker is None:
             self.export_dialog.deleteLater()
             self.export_dialog = None
+
+    def show_batch_dialog(self):
+        """Open (or raise) the non-modal Batch dubbing dialog; its queue lives in the chosen output folder."""
+        from studio.gui.views.batch_dialog import BatchDialog
+
+        if self.batch_dialog is None:
+            folder = (self.model.project.base_dir / "batch" if self.model.project.path
+                      else Path.home() / "Talking Head Studio batch")
+            self.batch_dialog = BatchDialog(folder, self)
+        self.batch_dialog.show()
+        self.batch_dialog.raise_()
+        return self.batch_dialog
 
     def show_models(self) -> None:
         ModelsDialog(self).open()
