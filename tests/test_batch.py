@@ -350,3 +350,18 @@ def test_short_video_loops_or_trims(tmp_path):
     trim = list(dub_video(src, speech, tmp_path / "trim.mp4", DubSettings(fit="trim")))
     assert trim[-1].n_frames == 30 and abs(probe_media(tmp_path / "trim.mp4").duration - 1.2) <= 0.05
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial.mp4")]
+
+
+def test_one_runner_per_queue(tmp_path):
+    queue = BatchQueue(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        queue._exec("INSERT OR REPLACE INTO meta VALUES ('runner_pid', ?)", (str(holder.pid),))
+        with pytest.raises(ConfigError, match=f"running in process {holder.pid}"):
+            queue.acquire_runner()
+    finally:
+        holder.kill()
+        holder.wait()
+    queue.acquire_runner()  # the holder is gone: its mark is stale
+    queue.release_runner()
+    assert not queue._exec("SELECT * FROM meta WHERE key='runner_pid'")

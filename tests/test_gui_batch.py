@@ -84,10 +84,18 @@ def test_batch_dialog_drop_edit_run_and_resume_from_cli(qtbot, media, capsys):
     assert dlg.remove_selected() == 1
     assert dlg.table.rowCount() == 3 and len(queue.jobs()) == 3
 
-    # run it: the UI stays responsive, rows get their status and progress, the bad one its error
+    # run it; Pause stops after the running job, Start goes on with the rest
     with qtbot.waitSignal(dlg.start_btn.clicked, timeout=1000):
         qtbot.mouseClick(dlg.start_btn, Qt.MouseButton.LeftButton)
     assert dlg.worker is not None and not dlg.start_btn.isEnabled() and dlg.cancel_btn.isEnabled()
+    qtbot.waitUntil(lambda: "running" in [dlg.table.item(r, COL["Status"]).text()
+                                          for r in range(dlg.table.rowCount())], timeout=60_000)
+    qtbot.mouseClick(dlg.pause_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=120_000)
+    assert "Paused: 1 done" in dlg.status.text()
+    assert queue.counts()["done"] == 1 and queue.counts()["pending"] == 2
+    assert dlg.start_btn.isEnabled()
+    qtbot.mouseClick(dlg.start_btn, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: dlg.worker is None, timeout=120_000)
     jobs = {j.output.name: j for j in queue.jobs()}
     assert jobs["renamed.mp4"].status == "done" and jobs["taylor_256px__later.mp4"].status == "done"

@@ -474,6 +474,31 @@ class BatchQueue:
             n += len(rows)
         return n
 
+    def acquire_runner(self) -> None:
+        """Mark this process as the one running the batch (one runner per queue at a time).
+
+        Raises:
+            ConfigError: another live process is running this batch.
+        """
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute("SELECT value FROM meta WHERE key='runner_pid'").fetchone()
+            pid = int(row[0]) if row is not None and str(row[0]).isdigit() else None
+            if pid is not None and pid != os.getpid() and _pid_alive(pid):
+                con.execute("ROLLBACK")
+                raise ConfigError(f"the batch in {self.output_dir} is running in process {pid}",
+                                  "wait for it to finish or stop it (the studio's Batch dubbing dialog or "
+                                  "`talkstudio batch`), then resume")
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('runner_pid', ?)", (str(os.getpid()),))
+            con.execute("COMMIT")
+        finally:
+            con.close()
+
+    def release_runner(self) -> None:
+        """Clear this process's runner mark (no-op when another process holds it)."""
+        self._exec("DELETE FROM meta WHERE key='runner_pid' AND value=?", (str(os.getpid()),))
+
     def recover(self) -> list[Job]:
         """Make jobs left ``running`` by a process that is gone pending again and delete their partial files.
 
@@ -616,6 +641,16 @@ def run_batch(queue: BatchQueue, *, overwrite: bool = False, retry_failed: bool 
             running job is marked cancelled and its temp file removed.
     """
     cancel = cancel or CancelToken()
+    queue.acquire_runner()
+    try:
+        yield from _run(queue, overwrite=overwrite, retry_failed=retry_failed, cancel=cancel, pause=pause,
+                        report_path=report_path)
+    finally:
+        queue.release_runner()
+
+
+def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: CancelToken,
+         pause: threading.Event | None, report_path: Path | None) -> Iterator[BatchEvent | BatchReport]:
     t_run = time.perf_counter()
     queue.recover()
     todo: list[Job] = []
