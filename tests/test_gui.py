@@ -332,7 +332,7 @@ def test_menus_and_settings_persist(qapp, dirs):
     try:
         titles = [a.text() for a in w.menuBar().actions()]
         assert titles[:2] == ["&File", "&Edit"] and "&View" in titles and "&Help" in titles
-        assert not w.act_batch.isEnabled() and "not available" in w.act_batch.toolTip()
+        assert w.act_batch.isEnabled() and "resumable queue" in w.act_batch.toolTip()
         assert len(w.view_menu.actions()) >= 4
         w.quality.setCurrentIndex(w.quality.findData("full"))
     finally:
