@@ -136,6 +136,39 @@ def build_parser() -> argparse.ArgumentParser:
     tn.add_argument("--locality", type=float, default=0.0, help="PTI locality regularisation weight (default 0: off)")
     _add_neural_options(tn)
 
+    tr = sub.add_parser("train", help="train the paper's speech-to-latent model (E_A + D) on your talking videos",
+                        description="Stage one of the seed paper: `prepare` inverts every frame of a folder of "
+                                    "talking videos into W+ and computes MFCC windows (resumable); `audio` trains the "
+                                    "audio encoder and latent decoder (resumable) and writes a model file to import "
+                                    "with `talkstudio models import`.")
+    trs = tr.add_subparsers(dest="train_command", metavar="STAGE", parser_class=_Parser)
+    trs.required = True
+    tp = trs.add_parser("prepare", help="align, invert (E_I) and featurise a folder of talking videos")
+    tp.add_argument("videos", type=Path, metavar="VIDEOS_DIR", help="folder of talking-head videos (searched recursively; "
+                    "a sub-folder per speaker, or SPEAKER_*.mp4 names)")
+    tp.add_argument("--output", required=True, type=Path, metavar="DATASET", help="dataset folder (resumes if present)")
+    tp.add_argument("--encoder", default="e4e", choices=["e4e", "psp"], help="image encoder E_I (default: e4e)")
+    tp.add_argument("--held-out", type=float, default=0.2, metavar="FRACTION",
+                    help="share of speakers held out for validation (default: 0.2)")
+    tp.add_argument("--quiet", action="store_true", help="no progress bar")
+    ta = trs.add_parser("audio", help="train E_A + D (stage one) on a prepared dataset")
+    ta.add_argument("dataset", type=Path, metavar="DATASET")
+    ta.add_argument("--output", required=True, type=Path, metavar="MODEL.safetensors")
+    ta.add_argument("--steps", type=int, default=20000, help="optimisation steps (default: 20000)")
+    ta.add_argument("--batch", type=int, default=8, help="sequences per step (default: 8)")
+    ta.add_argument("--seq-len", type=int, default=25, help="frames per sequence (default: 25 = 1 s)")
+    ta.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default: 2e-4, the paper's)")
+    ta.add_argument("--lpips-weight", type=float, default=1.0,
+                    help="weight of the LPIPS term (paper: 1; 0 trains on the latent loss alone, much faster on a CPU)")
+    ta.add_argument("--lpips-net", default="vgg", choices=["vgg", "alex"], help="LPIPS backbone (paper: vgg)")
+    ta.add_argument("--preset", default="paper", choices=["paper", "small"],
+                    help="model size: paper (~31 M parameters) or small (for CPU training; default: paper)")
+    ta.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default: 500)")
+    ta.add_argument("--val-every", type=int, default=500, help="steps between validations (default: 500)")
+    ta.add_argument("--seed", type=int, default=0)
+    ta.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
+    ta.add_argument("--quiet", action="store_true", help="no progress bar")
+
     b = sub.add_parser("batch", help="dub many identities x speech tracks into videos (resumable queue)",
                        description="Render every job of a CSV (columns identity,audio,output,engine,pose,emotion,fps,"
                                    "video_fit; blank = default), or every identity x speech pair of two folders, into "
@@ -323,6 +356,36 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from studio.engine.neural.train import PreparedDataset, TrainConfig, TrainResult, prepare_dataset, train_audio
+
+    if args.train_command == "prepare":
+        ds = _consume(_notices(prepare_dataset(args.videos, args.output, encoder=args.encoder,
+                                               held_out_fraction=args.held_out)),
+                      quiet=args.quiet, result_type=PreparedDataset)
+        print(f"dataset {ds.path}: {ds.frames} frames from {ds.videos + ds.skipped} videos ({ds.skipped} prepared "
+              f"before, {len(ds.failed)} failed); train speakers: {', '.join(ds.train_speakers) or '-'}; held out: "
+              f"{', '.join(ds.held_out_speakers) or '-'}")
+        return 1 if ds.failed and not ds.videos and not ds.skipped else 0
+    cfg = TrainConfig(steps=args.steps, batch=args.batch, seq_len=args.seq_len, lr=args.lr,
+                      lambda_lpips=args.lpips_weight, lpips_net=args.lpips_net, preset=args.preset,
+                      checkpoint_every=args.checkpoint_every, val_every=args.val_every, seed=args.seed)
+    res = _consume(_notices(train_audio(args.dataset, args.output, config=cfg, resume=not args.restart)),
+                   quiet=args.quiet, result_type=TrainResult)
+    print(f"wrote {res.path} after {res.steps} steps: loss {res.first_loss:.4f} -> {res.final_loss:.4f}, held-out "
+          f"latent MSE {res.val_latent:.5f}, LMD {res.val_lmd:.2f} px; logs in {res.checkpoint.parent}; install it "
+          f"with `talkstudio models import {res.path}`")
+    return 0
+
+
+def _notices(events):
+    """Wrap plain-string notices of a job generator as objects with a ``message`` (what _consume prints)."""
+    from studio.engine.pipeline import Notice
+
+    for ev in events:
+        yield Notice(ev) if isinstance(ev, str) else ev
+
+
 def _cmd_gui(args: argparse.Namespace) -> int:
     try:
         from studio.gui.app import run  # PySide6 loads only for this command
@@ -351,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_invert(args)
         if args.command == "tune":
             return _cmd_tune(args)
+        if args.command == "train":
+            return _cmd_train(args)
     except Cancelled as exc:
         return _fail(exc)
     except KeyboardInterrupt:

@@ -53,8 +53,13 @@ architecture = {{ class = "torchvision.models.alexnet:AlexNet", kwargs = {{}} }}
 def tiny_store(tmp_path, monkeypatch):
     """A model store holding tiny generator / e4e / AlexNet files in the upstream layouts."""
     monkeypatch.setenv("TALKSTUDIO_DATA_DIR", str(tmp_path / "data"))
-    (tmp_path / "manifest.toml").write_text(MANIFEST)
     monkeypatch.setenv("TALKSTUDIO_MANIFEST", str(tmp_path / "manifest.toml"))
+    return write_tiny_store(tmp_path)
+
+
+def write_tiny_store(tmp_path, manifest: str = MANIFEST):
+    """Write the tiny manifest and checkpoints into ``tmp_path`` (the caller points the env vars at it)."""
+    (tmp_path / "manifest.toml").write_text(manifest)
     torch.manual_seed(0)
     g = Generator(**TINY_G)
     with torch.no_grad():

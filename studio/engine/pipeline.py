@@ -28,7 +28,7 @@ from studio.media.audio import AudioClip, frame_count, is_silent, load_audio, pe
 from studio.media.image import load_image
 from studio.media.video import FrameEncoder
 
-ENGINES = ("lite",)
+ENGINES = ("lite", "neural")
 OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov")
 MIN_FPS, MAX_FPS = 1.0, 120.0
 ANALYSIS_RATE = 16000  # Hz: speech analysis and the muxed soundtrack's source rate
@@ -44,7 +44,7 @@ class RenderSettings:
     """Options of one render (all have the CLI's defaults).
 
     Attributes:
-        engine: "lite" (the embedded engine).
+        engine: "lite" (the embedded engine) or "neural" (StyleGAN2 from the model store).
         fps: output frame rate in frames per second, 1..120.
         seed: random seed of blinks and idle head motion.
         face_index: which face to animate when the photo has several (0 = largest).
@@ -58,6 +58,10 @@ class RenderSettings:
         blink: "auto" (natural seeded blinks), "off", or "source" (the blinks of the pose or emotion video).
         crf: x264 constant rate factor (lower = better quality, bigger file).
         preset: x264 speed preset.
+        person: neural engine: a PTI person file (``talkstudio tune``). encoder: neural engine's E_I
+            ("e4e" or "psp"). projection_steps: neural engine: optimisation steps refining E_I's code.
+        mouth: neural engine: "auto", "audio-model" or "directions" (see
+            :class:`studio.engine.neural.engine.NeuralOptions`).
     """
 
     engine: str = "lite"
@@ -73,6 +77,17 @@ class RenderSettings:
     blink: str = "auto"
     crf: int = 18
     preset: str = "veryfast"
+    person: Path | None = None
+    encoder: str = "e4e"
+    projection_steps: int = 0
+    mouth: str = "auto"
+
+    def neural_options(self):
+        """The :class:`~studio.engine.neural.engine.NeuralOptions` of these settings."""
+        from studio.engine.neural.engine import NeuralOptions
+
+        return NeuralOptions(encoder=self.encoder, projection_steps=self.projection_steps,
+                             person=None if self.person is None else Path(self.person), mouth=self.mouth)
 
     @property
     def pose_video(self) -> Path | None:
@@ -81,13 +96,6 @@ class RenderSettings:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` (or InputError for a missing source file) naming the first invalid option."""
-        if self.engine == "neural":
-            from studio.models import store
-
-            # name exactly what is missing first; the speech-to-latent renderer itself comes later
-            store.require("stylegan2-ffhq-config-f", "e4e-ffhq-encode", feature="the neural engine")
-            raise ConfigError("the neural engine's speech-driven renderer is not part of this version yet "
-                              "(its models are installed: `talkstudio invert` uses them)", "use --engine lite")
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown engine {self.engine!r}", f"choose one of: {', '.join(ENGINES)}")
         if not np.isfinite(self.fps) or not MIN_FPS <= self.fps <= MAX_FPS:
@@ -110,6 +118,8 @@ class RenderSettings:
                 raise InputError(f"{what} not found: {path}",
                                  f"give an existing video file, or a preset: {', '.join(POSE_PRESETS)}"
                                  if what == "pose source" else "give an existing photo or video file")
+        if self.engine == "neural":
+            self.neural_options().validate()  # names every missing model file
 
 
 @dataclass(frozen=True)
@@ -258,14 +268,21 @@ class Session:
     """
 
     def __init__(self, identity: Identity, audio: AudioClip, mouth: MouthTrack, controls: ControlTrack,
-                 settings: RenderSettings) -> None:
+                 settings: RenderSettings, *, engine=None, state=None) -> None:
         self.identity = identity
         self.audio = audio
         self.mouth = mouth
         self.controls = controls
         self.settings = settings
-        self.engine = LiteEngine()
-        self._ident = self.engine.prepare(identity.image, identity.face)
+        # engine: a LiteEngine (default) or a loaded NeuralEngine with its prepared identity ``state``
+        self.engine = engine or LiteEngine()
+        self._ident = state if state is not None else self.engine.prepare(identity.image, identity.face)
+        self._cache: dict[int, np.ndarray] = {}
+
+    def _frame(self, k: int) -> np.ndarray:
+        if isinstance(self.engine, LiteEngine):
+            return self.engine.render(self._ident, self.controls.frame(k))
+        return self.engine.render_at(self._ident, self.controls, k, self._cache)
 
     @property
     def n_frames(self) -> int:
@@ -282,13 +299,14 @@ class Session:
         overrides). It has its own frame buffer, so it may render in another thread than this one."""
         if controls.n_frames != self.n_frames or controls.fps != self.controls.fps:
             raise ValueError("the control track must keep the number of frames and the fps")
-        return Session(self.identity, self.audio, self.mouth, controls, self.settings)
+        return Session(self.identity, self.audio, self.mouth, controls, self.settings, engine=self.engine,
+                       state=self._ident)
 
     def render_frame(self, k: int) -> np.ndarray:
         """Frame k as a new (H, W, 3) uint8 RGB array. Not thread-safe: one renderer per session."""
         if not 0 <= k < self.n_frames:
             raise IndexError(f"frame {k} out of range 0..{self.n_frames - 1}")
-        return self.engine.render(self._ident, self.controls.frame(k)).copy()
+        return self._frame(k).copy()
 
     def export(self, output: Path, *, frame_range: tuple[int, int] | None = None,
                size: tuple[int, int] | None = None, codec: str = "libx264", crf: int | None = None,
@@ -329,7 +347,7 @@ class Session:
             for i, k in enumerate(range(start, stop)):
                 cancel.raise_if_cancelled()
                 ts = time.perf_counter()
-                frame = self.engine.render(self._ident, self.controls.frame(k))
+                frame = self._frame(k)
                 if resize:
                     frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
                 t_render += time.perf_counter() - ts
@@ -369,7 +387,25 @@ def prepare(image: Path, audio: Path, settings: RenderSettings, *, cancel: Cance
                            transcript=settings.transcript, cancel=cancel)
     controls = build_controls(mouth, settings, cancel=cancel)
     yield load.event("load", 3, 3, "speech analysed")
-    yield Prepared(Session(identity, clip, mouth, controls, settings))
+    engine = state = None
+    if settings.engine == "neural":
+        from studio.engine.neural.engine import NeuralEngine
+
+        for ev in NeuralEngine.load(settings.neural_options(), cancel=cancel, monitor=monitor.sub(0.4, 0.8)):
+            if isinstance(ev, str):
+                yield Notice(ev)
+            elif isinstance(ev, Progress):
+                yield ev
+            else:
+                engine = ev
+        for ev in engine.prepare_identity(identity, clip, fps=fps, n_frames=controls.n_frames, cancel=cancel,
+                                          monitor=monitor.sub(0.8, 1.0)):
+            if isinstance(ev, Progress):
+                yield ev
+            else:
+                state = ev
+        yield Notice(f"neural engine: the mouth follows {state.mouth_source}")
+    yield Prepared(Session(identity, clip, mouth, controls, settings, engine=engine, state=state))
 
 
 def render(request: RenderRequest, *, cancel: CancelToken | None = None) -> Iterator[Progress | Notice | Done]:

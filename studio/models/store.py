@@ -437,6 +437,8 @@ class _Match:
     entry: ManifestEntry
     state: dict[str, torch.Tensor]
     extras: dict[str, Any]
+    #: the architecture recorded in a studio-written file (models the studio trains, whose size varies)
+    architecture: registry.Architecture | None = None
 
 
 def _signature_problem(entry: ManifestEntry, state: Mapping[str, torch.Tensor]) -> str:
@@ -469,7 +471,7 @@ def _try_entry(ckpt: Checkpoint, entry: ManifestEntry) -> _Match | None:
         return None
     if _signature_problem(entry, state) or _opts_problem(entry, extras):
         return None
-    return _Match(entry, state, extras)
+    return _Match(entry, state, extras, ckpt.architecture)
 
 
 def _identify(ckpt: Checkpoint, man: Manifest, explicit: ManifestEntry | None) -> _Match:
@@ -493,7 +495,7 @@ def _identify(ckpt: Checkpoint, man: Manifest, explicit: ManifestEntry | None) -
         if explicit.architecture is None and (problem := _signature_problem(explicit, state)):
             raise ModelError(f"{ckpt.path.name} does not match {explicit.name}: {problem}",
                              f"expected {explicit.expected_text()}")
-        return _Match(explicit, state, extras)
+        return _Match(explicit, state, extras, ckpt.architecture)
     matches = [m for m in (_try_entry(ckpt, e) for e in man) if m is not None]
     if len(matches) == 1:
         return matches[0]
@@ -558,9 +560,10 @@ def import_model(
     entry = match.entry
     if explicit is None:
         verified = _check_published(entry, src, size, digest)
-    if entry.architecture is not None:
-        registry.check_state(entry.architecture, match.state, source=src.name,
-                             target=f"{entry.name} ({entry.architecture})", hint=f"expected {entry.expected_text()}")
+    arch = entry.architecture or match.architecture
+    if arch is not None:
+        registry.check_state(arch, match.state, source=src.name, target=f"{entry.name} ({arch})",
+                             hint=f"expected {entry.expected_text()}")
     return _store(entry, match, src=src, source_sha256=digest, source_bytes=size, verified=verified)
 
 
@@ -579,7 +582,7 @@ def _store(entry: ManifestEntry, match: _Match, *, src: Path, source_sha256: str
     try:
         staged_weights = registry.stage_path(dest)
         registry.save_safetensors(
-            staged_weights, match.state, architecture=entry.architecture, extras=match.extras,
+            staged_weights, match.state, architecture=entry.architecture or match.architecture, extras=match.extras,
             metadata={"talkstudio.name": entry.name, "talkstudio.source_file": src.name,
                       "talkstudio.source_sha256": source_sha256},
         )

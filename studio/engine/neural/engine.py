@@ -1,0 +1,319 @@
+"""The neural engine: align -> E_I -> w_I -> (E_A -> D | W+ directions) -> w_t -> G -> paste-back.
+
+Seed paper, section 3 and Figure 2. Per frame t the W+ code is
+
+    w_t = w_I + d_t^speech + sum_c control_c(t) * direction_c
+
+* w_I: the identity photo inverted by E_I (e4e or pSp, optionally refined by projection), or the pivot of
+  a PTI person file (then G is the tuned generator, paper section 3.2.2).
+* d_t^speech: with a trained speech-to-latent model installed (``talkstudio train audio``), E_A + D on the
+  MFCC windows of the speech (paper eq. 1: d_t = h_t V), at 25 fps and resampled to the output rate;
+  otherwise the viseme track of the lite engine (jaw/open/spread) drives the mouth directions discovered
+  from G (:mod:`studio.engine.neural.directions`).
+* the control track's head pose (yaw, pitch), blinks and expression (smile, brows, eyes) drive their
+  directions on the layers that carry them (pose on the coarse layers).
+
+G renders the aligned 1024² face (batched; fp16 on CUDA) and it is pasted back into the photo with a
+feathered face mask, so everything outside the face stays the photo's own pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from studio.core.errors import ConfigError, ModelError
+from studio.core.progress import CancelToken, Progress, ProgressMonitor
+from studio.core.tracks import ControlTrack
+
+AUDIO_MODEL = "speech-to-latent"
+MOUTH_MODES = ("auto", "audio-model", "directions")
+
+
+@dataclass(frozen=True)
+class NeuralOptions:
+    """Options of the neural engine.
+
+    Attributes:
+        encoder: "e4e" or "psp" (E_I). projection_steps: optimisation steps refining E_I's code (0 = none;
+            they need the LPIPS backbone). person: a PTI person file (``talkstudio tune``): its tuned
+            generator and pivot are used. mouth: "auto" (the trained speech-to-latent model when installed,
+            else the discovered directions), "audio-model" or "directions". batch: frames per generator pass
+            (0 = 8 on CUDA, 1 on CPU). device: "cuda"/"cpu" (default: CUDA when present).
+        discover_samples: faces rendered to discover the directions the first time (per generator).
+    """
+
+    encoder: str = "e4e"
+    projection_steps: int = 0
+    person: Path | None = None
+    mouth: str = "auto"
+    batch: int = 0
+    device: str | None = None
+    discover_samples: int = 96
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` / :class:`InputError` for a bad option, ModelError for missing models."""
+        from studio.core.errors import InputError
+        from studio.engine.neural.invert import ENCODERS, GENERATOR
+        from studio.models import store
+
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"unknown encoder {self.encoder!r}", f"use one of: {', '.join(ENCODERS)}")
+        if self.mouth not in MOUTH_MODES:
+            raise ConfigError(f"unknown mouth mode {self.mouth!r}", f"use one of: {', '.join(MOUTH_MODES)}")
+        if self.projection_steps < 0 or self.batch < 0:
+            raise ConfigError("projection steps and batch size cannot be negative", "use 0 or more")
+        if self.person is not None and not Path(self.person).is_file():
+            raise InputError(f"person file not found: {self.person}",
+                             "create one with `talkstudio tune --image PHOTO --output PERSON.safetensors`")
+        names = [GENERATOR] + ([] if self.person is not None else [ENCODERS[self.encoder]])
+        if self.projection_steps > 0:
+            names.append("lpips-alexnet")
+        if self.mouth == "audio-model":
+            names.append(AUDIO_MODEL)
+        store.require(*names, feature="the neural engine")
+
+
+@dataclass
+class NeuralIdentity:
+    """The prepared identity of one render.
+
+    Attributes:
+        image: (H, W, 3) uint8 photo. alignment: photo -> aligned crop. mask: (S, S) float32 paste mask.
+        w_identity: (n_latent, style_dim) float32 w_I (on the engine's device).
+        speech: (n_frames, n_latent, style_dim) float32 d_t from the speech-to-latent model, or None when
+            the mouth is driven by directions. mouth_source: what drives the mouth (for messages).
+    """
+
+    image: np.ndarray
+    alignment: object
+    mask: np.ndarray
+    w_identity: torch.Tensor
+    speech: torch.Tensor | None
+    mouth_source: str
+    notes: list[str] = field(default_factory=list)
+
+
+class NeuralEngine:
+    """The prepared generator, its directions and (optionally) the speech-to-latent model.
+
+    Build it with :meth:`load`; then :meth:`prepare_identity` per photo and :meth:`render_at` per frame.
+    """
+
+    name = "neural"
+
+    def __init__(self, generator: torch.nn.Module, generator_sha256: str, directions, *, options: NeuralOptions,
+                 audio_model: torch.nn.Module | None = None, audio_extras: dict | None = None,
+                 person_pivot: torch.Tensor | None = None, device: torch.device | None = None) -> None:
+        self.generator = generator
+        self.generator_sha256 = generator_sha256
+        self.directions = directions
+        self.options = options
+        self.audio_model = audio_model
+        self.audio_extras = audio_extras or {}
+        self.person_pivot = person_pivot
+        self.device = device or next(generator.parameters()).device
+        self.batch = options.batch or (8 if self.device.type == "cuda" else 1)
+
+    # ------------------------------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, options: NeuralOptions, *, cancel: CancelToken | None = None,
+             monitor: ProgressMonitor | None = None) -> Iterator[Progress | str | "NeuralEngine"]:
+        """Load G (and the person's PTI delta), the directions (discovering them the first time) and the
+        speech-to-latent model when installed.
+
+        Yields:
+            Progress, notices (str), then the engine.
+
+        Raises:
+            ModelError: missing/corrupt models, a person file or audio model made for another generator
+                (with mouth="audio-model"), or no directions could be found. ConfigError. Cancelled.
+        """
+        from studio.engine.neural.directions import discover_directions, load_directions, save_directions
+        from studio.engine.neural.invert import GENERATOR
+        from studio.models import store
+
+        cancel = cancel or CancelToken()
+        monitor = monitor or ProgressMonitor()
+        options.validate()
+        dev = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        yield monitor.event("load", 0, 3, "loading the generator")
+        loaded = store.load(GENERATOR, device=dev)
+        g, sha = loaded.module, loaded.source_sha256
+        pivot = None
+        if options.person is not None:
+            from studio.engine.neural.pti import load_person, read_person
+
+            g = load_person(options.person, g, sha)
+            _delta, pivots, _meta = read_person(options.person)
+            pivot = pivots[0].reshape(g.n_latent, g.style_dim).float()
+            g = g.to(dev).eval()
+        audio_model, extras = None, {}
+        installed = AUDIO_MODEL in store.installed_names()
+        if options.mouth != "directions" and installed:
+            yield monitor.event("load", 1, 3, "loading the speech-to-latent model")
+            am = store.load(AUDIO_MODEL, device=dev)
+            owner = str(am.extras.get("generator_sha256", ""))
+            if owner != sha:
+                msg = (f"the installed speech-to-latent model was trained for another generator "
+                       f"({owner[:12] or 'unknown'}…, this one is {sha[:12]}…)")
+                if options.mouth == "audio-model":
+                    raise ModelError(msg, "train it again for this generator with `talkstudio train audio`")
+                yield msg + "; the mouth follows the discovered directions instead"
+            else:
+                audio_model, extras = am.module.eval(), dict(am.extras)
+        elif options.mouth == "auto" and not installed:
+            yield ("no trained speech-to-latent model is installed: the mouth follows the viseme track through "
+                   "mouth directions discovered in the generator (`talkstudio train audio` trains the paper's model)")
+        directions = load_directions(sha)
+        if directions is None:
+            yield (f"discovering edit directions for this generator (one time, {options.discover_samples} sample "
+                   "faces; stored in the model store)")
+            base = store.load(GENERATOR, device=dev).module if options.person is not None else g
+            for ev in discover_directions(base, generator_sha256=sha, samples=options.discover_samples,
+                                          batch=8 if dev.type == "cuda" else 2, cancel=cancel,
+                                          monitor=monitor.sub(0.1, 0.9)):
+                if isinstance(ev, Progress):
+                    yield ev
+                else:
+                    directions = ev
+            save_directions(directions)
+        yield monitor.event("load", 3, 3, "neural engine ready")
+        yield cls(g, sha, directions, options=options, audio_model=audio_model, audio_extras=extras,
+                  person_pivot=pivot, device=dev)
+
+    # ------------------------------------------------------------------------------------------ identity
+    def prepare_identity(self, identity, clip, *, fps: float, n_frames: int, cancel: CancelToken | None = None,
+                         monitor: ProgressMonitor | None = None) -> Iterator[Progress | NeuralIdentity]:
+        """Invert the identity photo to w_I and run the speech-to-latent model on the speech.
+
+        Args:
+            identity: :class:`studio.engine.pipeline.Identity`. clip: the speech (AudioClip).
+            fps: output frame rate; n_frames: output frames.
+
+        Yields:
+            Progress, then the :class:`NeuralIdentity`.
+        """
+        from studio.engine.face.align import ffhq_alignment
+        from studio.engine.face.paste import face_mask
+        from studio.engine.neural.invert import ENCODER_SIZE, ENCODERS, to_tensor
+        from studio.models import store
+
+        cancel = cancel or CancelToken()
+        monitor = monitor or ProgressMonitor()
+        g = self.generator
+        align = ffhq_alignment(identity.face.points, size=g.size)
+        mask = face_mask(align, identity.face.points)
+        notes: list[str] = []
+        if self.person_pivot is not None:
+            w_id = self.person_pivot.to(self.device)
+            notes.append("identity code: the PTI person's pivot")
+        else:
+            yield monitor.event("invert", 0, 1, f"encoding the face with {self.options.encoder}")
+            enc = store.load(ENCODERS[self.options.encoder], device=self.device)
+            small = to_tensor(align.resized(ENCODER_SIZE).crop(identity.image), self.device)
+            avg = enc.extras.get("latent_avg")
+            with torch.no_grad():
+                w = enc.module.encode(small, latent_avg=None if avg is None else avg.to(self.device))
+            if self.options.projection_steps > 0:
+                from studio.engine.neural.perceptual import build_lpips
+                from studio.engine.neural.project import ProjectionConfig, ProjectionResult, project
+
+                target = to_tensor(align.crop(identity.image), self.device)
+                config = ProjectionConfig(steps=self.options.projection_steps, space="w+")
+                for ev in project(g, target, build_lpips("alex", device=self.device), config=config, init=w,
+                                  cancel=cancel, monitor=monitor.sub(0.0, 0.8)):
+                    if isinstance(ev, ProjectionResult):
+                        w = ev.w_plus
+                    else:
+                        yield ev
+            w_id = w.detach().reshape(g.n_latent, g.style_dim).float()
+        speech = None
+        source = "discovered mouth directions driven by the viseme track"
+        if self.audio_model is not None:
+            speech = self.speech_offsets(w_id, clip, fps=fps, n_frames=n_frames)
+            source = "the trained speech-to-latent model (E_A + D)"
+        yield monitor.event("invert", 1, 1, "identity ready")
+        yield NeuralIdentity(image=identity.image, alignment=align, mask=mask, w_identity=w_id, speech=speech,
+                             mouth_source=source, notes=notes)
+
+    @torch.no_grad()
+    def speech_offsets(self, w_identity: torch.Tensor, clip, *, fps: float, n_frames: int) -> torch.Tensor:
+        """d_t of paper eq. 1 for the whole speech.
+
+        Args:
+            w_identity: (n_latent, style_dim) w_I. clip: AudioClip. fps / n_frames: the output timing.
+
+        Returns:
+            (n_frames, n_latent, style_dim) float32 offsets on the engine's device (the 25 fps model output
+            linearly resampled to ``fps``).
+        """
+        from studio.engine.audio.mfcc import MfccConfig, mfcc_windows, resample_trajectory
+
+        cfg_dict = self.audio_extras.get("mfcc") or {}
+        cfg = MfccConfig(**{k: v for k, v in cfg_dict.items() if k in MfccConfig.__dataclass_fields__})
+        n25 = max(1, int(np.ceil(clip.duration * cfg.fps - 1e-6)))
+        feats = torch.from_numpy(mfcc_windows(clip.samples, clip.sample_rate, n25, cfg)).to(self.device)
+        w_bar = self.audio_model(feats[None], w_identity[None].to(self.device))[0]  # (n25, L, D)
+        d = (w_bar - w_identity.to(self.device)).cpu().numpy()
+        return torch.from_numpy(resample_trajectory(d, cfg.fps, fps, n_frames)).to(self.device)
+
+    # ------------------------------------------------------------------------------------------ frames
+    def control_offsets(self, ident: NeuralIdentity, controls: ControlTrack, frames: np.ndarray) -> torch.Tensor:
+        """(len(frames), n_latent, style_dim) W+ offsets of the control track at these frame indices."""
+        def ch(name: str) -> np.ndarray:
+            return controls.values[frames, controls.channels.index(name)] if name in controls.channels else \
+                np.zeros(len(frames), np.float32)
+
+        values: dict[str, np.ndarray] = {
+            "yaw": ch("yaw"), "pitch": ch("pitch"),
+            "smile": ch("smile"), "brow": ch("brow") + 0.5 * ch("brow_inner"),
+            # a blink closes the eyes well past the narrowest eyes of the sampled faces
+            "eyes": ch("eyes") - 2.0 * 0.5 * (ch("blink_l") + ch("blink_r")),
+        }
+        if ident.speech is None:
+            values["open"] = np.clip(np.maximum(ch("jaw"), ch("open")), 0.0, 1.5)
+            values["spread"] = np.maximum(ch("spread"), 0.0)
+            values["round"] = np.maximum(-ch("spread"), 0.0)
+        off = self.directions.offset(values) if self.directions is not None and self.directions.directions else None
+        n = len(frames)
+        shape = (n, self.generator.n_latent, self.generator.style_dim)
+        if off is None:
+            off = torch.zeros(shape)
+        elif off.dim() == 2:
+            off = off[None].expand(shape)
+        return off.to(self.device)
+
+    def latents(self, ident: NeuralIdentity, controls: ControlTrack, frames: np.ndarray) -> torch.Tensor:
+        """(len(frames), n_latent, style_dim) float32 W+ codes w_t of these frames."""
+        w = ident.w_identity[None] + self.control_offsets(ident, controls, frames)
+        if ident.speech is not None:
+            idx = torch.as_tensor(np.minimum(frames, ident.speech.shape[0] - 1), device=self.device)
+            w = w + ident.speech[idx]
+        return w
+
+    @torch.no_grad()
+    def render_batch(self, ident: NeuralIdentity, controls: ControlTrack, frames: np.ndarray) -> list[np.ndarray]:
+        """Render frames (indices into the control track) as (H, W, 3) uint8 RGB photos with the face pasted."""
+        from studio.engine.face.paste import paste_back
+
+        w = self.latents(ident, controls, frames)
+        imgs = self.generator(w, input_space="w+", noise_mode="const")
+        crops = ((imgs.float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return [paste_back(ident.image, c, ident.alignment, ident.mask) for c in crops]
+
+    def render_at(self, ident: NeuralIdentity, controls: ControlTrack, k: int, cache: dict) -> np.ndarray:
+        """Frame k; renders ``batch`` frames ahead into ``cache`` (one cache per session and control track)."""
+        if k not in cache:
+            cache.clear()
+            stop = min(controls.n_frames, k + self.batch)
+            for j, frame in zip(range(k, stop), self.render_batch(ident, controls, np.arange(k, stop))):
+                cache[j] = frame
+        return cache.pop(k)
+
+
+__all__ = ["AUDIO_MODEL", "MOUTH_MODES", "NeuralEngine", "NeuralIdentity", "NeuralOptions"]
