@@ -9,7 +9,8 @@
 #    bundled ffmpeg;
 # 3. starts the studio (the executable with no command) offscreen for 10 s: it must report its window
 #    within STARTUP_LIMIT_S seconds (default 5), finish the background model check, save a screenshot and
-#    exit 0; with xvfb-run installed it does the same once more on an X server (the xcb plugin);
+#    exit 0; with xvfb-run installed it does the same once more on an X server (the xcb plugin) with a
+#    project of the demo photo and speech open (face landmarks and phonemes computed by the bundle);
 # 4. checks that nothing was written inside the bundle and that the settings went to the platformdirs
 #    location (XDG dirs pointed at a scratch folder).
 # Artifacts (logs, demo.mp4, screenshots) go to out/smoke/. Exit status 0 when every check passed.
@@ -80,11 +81,12 @@ else
 fi
 
 # -- 3. the studio window -------------------------------------------------------------------------------
-run_gui() {  # run_gui NAME [launcher...]: the executable with no command, quit after $GUI_SECONDS
-    local name="$1"; shift
+run_gui() {  # run_gui NAME: "${LAUNCHER[@]}" "$EXE" "${ARGS[@]}", quit after $GUI_SECONDS
+    local name="$1"
     local log="$OUT/gui-$name.log" shot="$OUT/studio-$name.png"
     TALKSTUDIO_STARTUP_LOG=1 TALKSTUDIO_QUIT_AFTER="$GUI_SECONDS" TALKSTUDIO_SCREENSHOT="$ROOT/$shot" \
-        TALKSTUDIO_STARTUP_T0="$(date +%s.%N)" timeout $((GUI_SECONDS + 60)) "$@" "$EXE" > "$log" 2>&1
+        TALKSTUDIO_STARTUP_T0="$(date +%s.%N)" timeout $((GUI_SECONDS + 60)) \
+        "${LAUNCHER[@]}" "$EXE" "${ARGS[@]}" > "$log" 2>&1
     local rc=$?
     sed 's/^/      | /' "$log" | grep -v 'propagateSizeHints' | tail -8
     [ "$rc" -eq 0 ] && pass "studio ($name) ran ${GUI_SECONDS} s and exited 0" \
@@ -108,11 +110,27 @@ run_gui() {  # run_gui NAME [launcher...]: the executable with no command, quit 
         fail "studio ($name) screenshot missing or blank: $shot"
     fi
 }
+LAUNCHER=(env) ARGS=()  # no command: what a double click does
 QT_QPA_PLATFORM=offscreen run_gui offscreen
 if command -v xvfb-run > /dev/null; then
-    QT_QPA_PLATFORM=xcb run_gui xvfb xvfb-run -a -s "-screen 0 1600x1000x24"
+    # a minimal project (missing fields take their defaults) with the demo media
+    printf '{"schema_version": 1, "identity": "%s", "audio": "%s"}\n' \
+        "$ROOT/resources/obama_official.jpg" "$ROOT/resources/grid_bbaf2n.wav" > "$SCRATCH/demo.talkproj"
+    LAUNCHER=(xvfb-run -a -s "-screen 0 1600x1000x24") ARGS=(gui "$SCRATCH/demo.talkproj")
+    QT_QPA_PLATFORM=xcb run_gui xvfb
 else
     echo "      (xvfb-run not installed: skipped the X11 run; apt-get install xvfb)"
+fi
+
+# torch's CUDA build: every library libtorch_cuda needs is inside the bundle (libcuda, the driver, is the
+# system's and loaded at run time), so CUDA works from the bundle wherever the NVIDIA driver is installed
+TORCH_CUDA="$(find "$APP_DIR" -name 'libtorch_cuda.so' | head -1)"
+if [ -z "$TORCH_CUDA" ]; then
+    echo "      (no libtorch_cuda.so: a CPU-only torch was bundled)"
+elif missing="$(ldd "$TORCH_CUDA" | grep 'not found')"; [ -n "$missing" ]; then
+    fail "libtorch_cuda.so has unresolved libraries: $missing"
+else
+    pass "libtorch_cuda.so resolves all $(ldd "$TORCH_CUDA" | grep -c "$APP_DIR") of its CUDA/torch libraries inside the bundle"
 fi
 
 # -- 4. user data stays out of the bundle ---------------------------------------------------------------

@@ -24,6 +24,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QWidget
 
 _IMPORTED_AT = time.time()
+_report = None  # where the start-up lines go (see watch_startup)
 
 
 def _process_start() -> float:
@@ -50,7 +51,7 @@ def elapsed_since_start() -> float:
 
 def _log(what: str) -> None:
     if os.environ.get("TALKSTUDIO_STARTUP_LOG"):
-        print(f"startup: {what} after {elapsed_since_start():.2f} s", file=sys.stderr, flush=True)
+        print(f"startup: {what} after {elapsed_since_start():.2f} s", file=_report or sys.stderr, flush=True)
 
 
 def models_checked() -> None:
@@ -64,7 +65,15 @@ def watch_startup(app: QApplication, window: QWidget) -> None:
     Call it right after ``window.show()`` and before ``app.exec()``: the report fires when the event loop
     has processed the window's first show.
     """
-    QTimer.singleShot(0, lambda: _log("window shown"))
+    global _report
+    if os.environ.get("TALKSTUDIO_STARTUP_LOG") and _report is None:
+        # a duplicate of stderr taken now: face detection briefly points fd 2 at /dev/null in its worker
+        # (studio.engine.face.detect silences MediaPipe's native logging), which swallowed these lines
+        try:
+            _report = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+        except (OSError, ValueError, AttributeError):
+            _report = sys.stderr
+    _window_timer(window, 0, lambda: _log("window shown"))
     quit_after = os.environ.get("TALKSTUDIO_QUIT_AFTER", "").strip()
     if not quit_after:
         return
@@ -78,9 +87,18 @@ def watch_startup(app: QApplication, window: QWidget) -> None:
     def finish() -> None:
         if shot:
             ok = window.grab().save(shot)
-            print(f"startup: screenshot {'saved to ' + shot if ok else 'FAILED: ' + shot}", file=sys.stderr,
-                  flush=True)
+            print(f"startup: screenshot {'saved to ' + shot if ok else 'FAILED: ' + shot}",
+                  file=_report or sys.stderr, flush=True)
         window.close()
         app.quit()
 
-    QTimer.singleShot(int(seconds * 1000), finish)
+    _window_timer(window, int(seconds * 1000), finish)
+
+
+def _window_timer(window: QWidget, msec: int, slot) -> QTimer:
+    """A started single-shot timer that ``window`` owns (it lives as long as the window)."""
+    timer = QTimer(window)
+    timer.setSingleShot(True)
+    timer.timeout.connect(slot)
+    timer.start(msec)
+    return timer
