@@ -46,6 +46,7 @@ def make_app(argv: Sequence[str] = ()) -> QApplication:
     app.setApplicationName("Talking Head Studio")
     app.setOrganizationName("TalkingHeadStudio")
     app.setApplicationVersion(__version__)
+    app.setDesktopFileName("talkinghead-studio")  # ties the window to packaging/talkinghead-studio.desktop
     apply_theme(app)
     return app
 
