@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, QThread, QUrl, Signal
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtGui import QColor, QDesktopServices
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDialog, QFileDialog, QHBoxLayout,
                                QHeaderView, QLabel, QLineEdit, QListWidget, QProgressBar, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
@@ -261,11 +261,8 @@ class BatchDialog(QDialog):
                     tip += f"\n\nFailed: {job.error}" + (f"\n{job.hint}" if job.hint else "")
                 item.setToolTip(tip)
             colour = _STATUS_COLOURS.get(job.status)
-            status_item = self.table.item(row, COL["Status"])
             if colour:
-                from PySide6.QtGui import QColor
-
-                status_item.setForeground(QColor(colour))
+                self.table.item(row, COL["Status"]).setForeground(QColor(colour))
             bar = self.table.cellWidget(row, COL["Progress"])
             if not isinstance(bar, QProgressBar):
                 bar = QProgressBar()
@@ -413,10 +410,13 @@ class BatchDialog(QDialog):
             return
         self.message.clear_message()
         self.report = None
-        worker = BatchWorker(self.queue, overwrite=self.overwrite.isChecked(), parent=self)
+        # no Qt parent and no deleteLater: once finished, the thread is joined and dropped from Python, so
+        # its wrapper and its C++ object go together (a deleteLater'd QThread whose wrapper lingers in a
+        # reference cycle crashed a later garbage collection)
+        worker = BatchWorker(self.queue, overwrite=self.overwrite.isChecked())
         worker.event.connect(self._on_event)
         worker.finished_report.connect(self._on_report)
-        worker.failed.connect(lambda m, h: self.message.show_message(m, h))
+        worker.failed.connect(self._on_failed)
         worker.finished.connect(self._on_worker_finished)
         self.worker = worker
         self._t0 = time.perf_counter()
@@ -462,9 +462,12 @@ class BatchDialog(QDialog):
         if not report.stopped:
             self.overall.setValue(1000)
 
+    def _on_failed(self, message: str, hint: str) -> None:
+        self.message.show_message(message, hint)
+
     def _on_worker_finished(self) -> None:
         if self.worker is not None:
-            self.worker.deleteLater()
+            self.worker.wait()
         self.worker = None
         self._set_running(False)
         status = self.status.text()
