@@ -212,23 +212,23 @@ def _read_losses(path):
 def test_training_loss_falls_and_a_resumed_run_continues_identically(neural_env, tmp_path):
     from studio.engine.neural.train import TrainConfig, TrainResult, train_audio
 
-    cfg = dict(batch=4, seq_len=15, lpips_net="alex", lpips_frames=2, lpips_size=64, n_pca_samples=256,
-               checkpoint_every=25, val_every=50, model=TINY_MODEL, lr=1e-3)
+    cfg = dict(batch=4, seq_len=15, lpips_net="alex", lpips_frames=1, lpips_size=64, n_pca_samples=256,
+               checkpoint_every=20, val_every=40, model=TINY_MODEL, lr=1e-3)
     whole = tmp_path / "whole" / "model.safetensors"
     whole.parent.mkdir()
-    res = [e for e in train_audio(neural_env.path, whole, config=TrainConfig(steps=50, **cfg), device="cpu")][-1]
-    assert isinstance(res, TrainResult) and res.steps == 50
+    res = [e for e in train_audio(neural_env.path, whole, config=TrainConfig(steps=40, **cfg), device="cpu")][-1]
+    assert isinstance(res, TrainResult) and res.steps == 40
     losses = [v for _, v in _read_losses(whole.parent / "model.train" / "loss.csv")]
-    assert len(losses) == 50
+    assert len(losses) == 40
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10]), (losses[:10], losses[-10:])
     assert np.isfinite(res.val_latent)
 
     split = tmp_path / "split" / "model.safetensors"
     split.parent.mkdir()
-    first = [e for e in train_audio(neural_env.path, split, config=TrainConfig(steps=25, **cfg), device="cpu")][-1]
-    assert first.steps == 25
-    events = list(train_audio(neural_env.path, split, config=TrainConfig(steps=50, **cfg), device="cpu"))
-    assert any(isinstance(e, str) and "resuming from step 25" in e for e in events)
+    first = [e for e in train_audio(neural_env.path, split, config=TrainConfig(steps=20, **cfg), device="cpu")][-1]
+    assert first.steps == 20
+    events = list(train_audio(neural_env.path, split, config=TrainConfig(steps=40, **cfg), device="cpu"))
+    assert any(isinstance(e, str) and "resuming from step 20" in e for e in events)
     assert _read_losses(split.parent / "model.train" / "loss.csv") == \
         _read_losses(whole.parent / "model.train" / "loss.csv")
     from safetensors.torch import load_file
@@ -280,10 +280,16 @@ def test_neural_render_with_the_trained_model_and_with_directions_writes_a_synce
     corner = (slice(0, 40), slice(0, 40))
     assert np.abs(first[corner].astype(int) - src[corner].astype(int)).mean() < 6  # H.264 at CRF 18
 
+    # with a PTI person file: its tuned generator and pivot, the mouth from the discovered directions
+    from studio.engine.neural.pti import tune_person
+
+    person = tmp_path / "person.safetensors"
+    list(tune_person(image=photo, output=person, encoder="e4e", steps=2, projection_steps=0))
     out2 = tmp_path / "directions.mp4"
     assert main(["render", "--engine", "neural", "--image", str(photo), "--audio", str(audio), "--output",
-                 str(out2), "--mouth", "directions", "--quiet"]) == 0
-    assert "discovered mouth directions" in capsys.readouterr().err
+                 str(out2), "--mouth", "directions", "--person", str(person), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "discovered mouth directions" in err and "PTI person's pivot" in err
     assert abs(probe_media(out2).duration - clip.duration) <= 1 / 25 + 0.05
 
 

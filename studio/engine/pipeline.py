@@ -404,6 +404,8 @@ def prepare(image: Path, audio: Path, settings: RenderSettings, *, cancel: Cance
                 yield ev
             else:
                 state = ev
+        for note in state.notes:
+            yield Notice(f"neural engine: {note}")
         yield Notice(f"neural engine: the mouth follows {state.mouth_source}")
     yield Prepared(Session(identity, clip, mouth, controls, settings, engine=engine, state=state))
 

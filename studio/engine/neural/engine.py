@@ -146,10 +146,9 @@ class NeuralEngine:
         g, sha = loaded.module, loaded.source_sha256
         pivot = None
         if options.person is not None:
-            from studio.engine.neural.pti import load_person, read_person
+            from studio.engine.neural.pti import load_person
 
-            g = load_person(options.person, g, sha)
-            _delta, pivots, _meta = read_person(options.person)
+            g, pivots, _meta = load_person(options.person, g, sha)
             pivot = pivots[0].reshape(g.n_latent, g.style_dim).float()
             g = g.to(dev).eval()
         audio_model, extras = None, {}
