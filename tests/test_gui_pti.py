@@ -50,4 +50,10 @@ def test_one_click_pti_writes_a_person_file(tiny_store, qtbot, monkeypatch):  # 
     qtbot.waitUntil(lambda: panel._pti_worker is None, timeout=120_000)
     assert panel.person is not None and panel.person.exists()
     assert "personalised in" in panel.notice.text()
+    # the document now renders the neural engine with the tuned generator; a new photo drops it
+    assert model.state.person == panel.person
+    model.push(commands.set_value(model, "engine", "neural", "neural"))
+    assert model.state.render_settings().person == panel.person
+    model.push(commands.set_identity(model, sample("images/woman_brown_hair_624px.jpg")))
+    assert model.state.person is None
     assert panel.pti.text() == "Personalize (PTI)" and panel.pti_progress.isHidden()

@@ -37,7 +37,7 @@ PROJECT_SUFFIX = ".talkproj"
 #: Fields whose change requires the speech analysis / control track to be rebuilt (``prepare``).
 PREPARE_FIELDS = frozenset({
     "identity", "audio", "transcript", "engine", "fps", "seed", "face_index",
-    "pose", "pose_intensity", "emotion", "emotion_source", "emotion_intensity", "blink",
+    "pose", "pose_intensity", "emotion", "emotion_source", "emotion_intensity", "blink", "person",
 })
 
 #: Export resolutions: name -> maximum output height in pixels (None = the photo's own size).
@@ -82,6 +82,7 @@ class ProjectState:
         keyframes: channel -> ((time in s, value in the channel's units), ...), sorted by time.
         range_s: (in, out) in seconds, or None for the whole clip.
         export: the export dialog's settings.
+        person: the identity's PTI person file (neural engine; None: the untuned generator).
     """
 
     identity: Path | None = None
@@ -101,6 +102,7 @@ class ProjectState:
     keyframes: Keyframes = field(default_factory=dict)
     range_s: tuple[float, float] | None = None
     export: ExportSettings = field(default_factory=ExportSettings)
+    person: Path | None = None
 
     @property
     def pose_video_path(self) -> Path | None:
@@ -115,7 +117,8 @@ class ProjectState:
                               face_index=int(self.face_index), transcript=self.transcript or None,
                               pose=self.pose, pose_intensity=float(self.pose_intensity), emotion=self.emotion,
                               emotion_intensity=float(self.emotion_intensity), emotion_source=self.emotion_source,
-                              blink=self.blink, crf=int(self.export.crf))
+                              blink=self.blink, crf=int(self.export.crf),
+                              person=self.person if self.engine == "neural" else None)
 
     def keyframes_in_frames(self, fps: float, n_frames: int) -> dict[str, list[tuple[int, float]]]:
         """Keyframes as ``apply_keyframes`` wants them: channel -> [(frame index, value)] inside the clip."""
@@ -155,7 +158,7 @@ def without_keyframes(keyframes: Keyframes, channel: str | None = None) -> dict[
 # ------------------------------------------------------------------------------------------------
 # (de)serialisation
 
-_PATH_FIELDS = ("identity", "audio", "emotion_source")
+_PATH_FIELDS = ("identity", "audio", "emotion_source", "person")
 
 
 def _rel(path: Path | None, base: Path) -> str | None:

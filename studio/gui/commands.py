@@ -88,7 +88,7 @@ class SetFields(QUndoCommand):
 # -- the edits the views make ---------------------------------------------------------------------
 
 def set_identity(model: DocumentModel, path: Path, frame_s: float | None = None) -> SetFields:
-    return SetFields(model, {"identity": Path(path), "identity_frame_s": frame_s, "face_index": 0},
+    return SetFields(model, {"identity": Path(path), "identity_frame_s": frame_s, "face_index": 0, "person": None},
                      f"Set identity to {Path(path).name}")
 
 

@@ -26,11 +26,13 @@ from studio.gui.workers import JobWorker, rgb_to_qimage
 IDENTITY_FILTER = "Photos and videos (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff *.mp4 *.mov *.mkv *.webm *.mpg *.avi)"
 
 
-def _model_statuses():
-    """(neural engine, PTI) availability from the model store; the first call imports torch (seconds)."""
+def _model_statuses() -> tuple[tuple[bool, str], tuple[bool, str]]:
+    """((available, reason) of the neural engine, the same for PTI) from the model store; the first call
+    imports torch (seconds)."""
     from studio.app.models import neural_status, pti_status
 
-    return neural_status(), pti_status()
+    neural, pti = neural_status(), pti_status()
+    return (neural.available, neural.reason), (pti.available, pti.reason)
 
 
 class FaceView(QWidget):
@@ -185,7 +187,7 @@ class IdentityPanel(QWidget):
         the UI is updated when it is done. Returns the worker (``finished`` tells when)."""
         worker = JobWorker(lambda cancel: iter([_model_statuses()]), name="models", parent=self)
         worker.finished_ok.connect(self._apply_models)
-        worker.failed.connect(lambda m, h: self._apply_models(None, error=f"{m} — {h}" if h else m))
+        worker.failed.connect(lambda m, h: self._apply_models(((False, f"{m} — {h}" if h else m),) * 2))
         worker.finished.connect(self._models_checked)
         self._models_worker = worker
         worker.start()
@@ -202,20 +204,16 @@ class IdentityPanel(QWidget):
             self._models_worker.deleteLater()
         self._models_worker = None
 
-    def _apply_models(self, statuses, *, error: str = "") -> None:
-        if statuses is None:
-            from studio.app.models import NeuralStatus
-
-            statuses = NeuralStatus(False, error), NeuralStatus(False, error)
-        neural, pti = statuses
-        self.engine.setItemText(1, "neural" if neural.available else "neural (not installed)")
-        self.engine.model().item(1).setEnabled(neural.available)
-        self.engine.model().item(1).setToolTip(neural.reason)
+    def _apply_models(self, statuses: tuple[tuple[bool, str], tuple[bool, str]]) -> None:
+        (neural_ok, neural_reason), (pti_ok, pti_reason) = statuses
+        self.engine.setItemText(1, "neural" if neural_ok else "neural (not installed)")
+        self.engine.model().item(1).setEnabled(neural_ok)
+        self.engine.model().item(1).setToolTip(neural_reason)
         if self._pti_worker is None:  # while tuning, the button is the enabled "Cancel"
-            self.pti.setEnabled(pti.available)
-        self.pti_note.setText("" if pti.available else
+            self.pti.setEnabled(pti_ok)
+        self.pti_note.setText("" if pti_ok else
                               "PTI needs the neural models, which are not installed (Help › Models…).")
-        self.pti.setToolTip(f"PTI is {pti.reason}" if not pti.available else
+        self.pti.setToolTip(f"PTI is {pti_reason}" if not pti_ok else
                             "Tune the generator to this face (pivotal tuning inversion)")
 
     # -- edits -------------------------------------------------------------------------------------
@@ -340,6 +338,8 @@ class IdentityPanel(QWidget):
 
     def _pti_done(self, result) -> None:
         self.person = result.path
+        # the neural engine renders with the tuned generator from now on (undoable)
+        self.model.push(commands.set_value(self.model, "person", result.path, "Personalize (PTI)"))
         self.notice.show_message(
             f"personalised in {result.steps} steps: LPIPS {result.initial_lpips:.3f} → {result.final_lpips:.3f}; "
             f"saved to {result.path}", kind="info")
