@@ -115,6 +115,7 @@ class Job(JobSpec):
 
     @property
     def spec(self) -> JobSpec:
+        """The job's inputs and settings alone, without its state."""
         return JobSpec(**{f.name: getattr(self, f.name) for f in fields(JobSpec)})
 
     def to_json(self) -> dict:
@@ -600,6 +601,7 @@ class BatchReport:
 
     @property
     def failed(self) -> list[Job]:
+        """The jobs whose status is "failed" (their ``error`` and ``hint`` say why and what to do)."""
         return [j for j in self.jobs if j.status == "failed"]
 
     @property
