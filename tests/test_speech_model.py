@@ -303,3 +303,34 @@ def test_neural_render_names_a_missing_audio_model(tiny_store, tmp_path, capsys)
                str(tmp_path / "x.mp4")])
     err = capsys.readouterr().err
     assert rc == 2 and "speech_to_latent.safetensors" in err and not (tmp_path / "x.mp4").exists()
+
+
+def test_studio_shows_the_neural_w_plus_trajectory(neural_env, tmp_path, monkeypatch, qtbot):
+    from studio.engine.neural.directions import discover_directions, save_directions
+    from studio.gui import commands
+    from studio.models.store import load as load_model
+    from test_gui import _close, _new_window, drop_file, settle, wait_until
+
+    for name in ("CONFIG", "CACHE"):
+        monkeypatch.setenv(f"TALKSTUDIO_{name}_DIR", str(tmp_path / name.lower()))
+    loaded = load_model("stylegan2-ffhq-config-f")
+    save_directions([e for e in discover_directions(loaded.module, generator_sha256=loaded.source_sha256, samples=32,
+                                                    measure=_image_measure, batch=16)][-1])
+    w = _new_window()
+    try:
+        assert drop_file(w.identity.view, sample("images/taylor_256px.jpg"))
+        assert drop_file(w.timeline.plots.viewport(), sample(SPEECH))
+        wait_until(lambda: w.session is not None)
+        assert not w.trajectory.latent_plot.isVisible()  # lite: control channels only
+        w.model.push(commands.set_value(w.model, "engine", "neural", "neural"))
+        wait_until(lambda: w.session is not None and w.trajectory.latents is not None, 120_000)
+        settle(w)
+        h, norms = w.trajectory.latents
+        n = w.session.n_frames
+        assert h.shape == (n, 3) and norms.shape == (n, 10)
+        assert w.trajectory.latent_plot.isVisible() and "neural" in w.trajectory.info.text()
+        # the speech moves the codes over time: the middle (mouth) layers 2-3 of 10 change from frame to frame
+        assert norms[:, 2:4].std(axis=0).min() > 0 and np.abs(h).max() > 0
+        assert w.trajectory.projection.shape == (n, 2)
+    finally:
+        _close(w)

@@ -117,7 +117,9 @@ def test_shipped_manifest_is_complete_and_consistent():
     assert {"stylegan2-ffhq-config-f.pt", "psp_ffhq_encode.pt", "e4e_ffhq_encode.pt", "alexnet-owt-7be5be79.pth",
             "vgg16-397923af.pth", "syncnet_v2.model", "pt_inception-2015-12-05-6726825d.pth"} <= names
     for entry in man:
-        assert entry.kind in store.KINDS and entry.urls and entry.license and entry.needed_for and entry.signature
+        assert entry.kind in store.KINDS and entry.license and entry.needed_for and entry.signature
+        # every public checkpoint says where to download it; the speech-to-latent model is trained locally
+        assert entry.urls or entry.kind == "audio_model"
         assert not entry.sha256 or len(entry.sha256) == 64
         # torch.hub names carry the sha256 prefix: the manifest must agree with the file name
         if entry.sha256_prefix:
@@ -128,6 +130,9 @@ def test_shipped_manifest_is_complete_and_consistent():
     assert dict(gen.architecture.kwargs) == {"size": 1024, "style_dim": 512, "n_mlp": 8, "channel_multiplier": 2}
     assert man["psp-ffhq-encode"].layout.prefix == "encoder."
     assert man["e4e-ffhq-encode"].layout.extra == ("latent_avg", "opts")
+    # the trained model's signature is that of the paper-size SpeechToLatent that `train audio` writes
+    shapes = registry.expected_shapes(registry.Architecture("studio.models.latent_decoder:SpeechToLatent", {}))
+    assert all(shapes[k] == v for k, v in man["speech-to-latent"].signature.items())
 
 
 def test_shipped_signatures_match_their_architectures():

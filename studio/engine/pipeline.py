@@ -278,6 +278,16 @@ class Session:
         self.engine = engine or LiteEngine()
         self._ident = state if state is not None else self.engine.prepare(identity.image, identity.face)
         self._cache: dict[int, np.ndarray] = {}
+        self._summary: tuple[np.ndarray, np.ndarray] | None = None
+
+    def latent_summary(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Neural engine: (h (T, 3) leading W+ coefficients, (T, n_latent) per-layer displacement norms) of
+        this session's control track (see ``NeuralEngine.trajectory_summary``), computed once; None for lite."""
+        if isinstance(self.engine, LiteEngine):
+            return None
+        if self._summary is None:
+            self._summary = self.engine.trajectory_summary(self._ident, self.controls)
+        return self._summary
 
     def _frame(self, k: int) -> np.ndarray:
         if isinstance(self.engine, LiteEngine):
@@ -407,7 +417,9 @@ def prepare(image: Path, audio: Path, settings: RenderSettings, *, cancel: Cance
         for note in state.notes:
             yield Notice(f"neural engine: {note}")
         yield Notice(f"neural engine: the mouth follows {state.mouth_source}")
-    yield Prepared(Session(identity, clip, mouth, controls, settings, engine=engine, state=state))
+    session = Session(identity, clip, mouth, controls, settings, engine=engine, state=state)
+    session.latent_summary()  # here, off the studio's UI thread
+    yield Prepared(session)
 
 
 def render(request: RenderRequest, *, cancel: CancelToken | None = None) -> Iterator[Progress | Notice | Done]:

@@ -357,12 +357,14 @@ class MainWindow(QMainWindow):
     def _on_session(self, session: Session | None) -> None:
         if session is None:
             self.trajectory.set_track(None, {})
+            self.trajectory.set_latents(None)
             self.timeline.set_phones([])
             self.preview.clear()
             return
         controls = self.controller.controls
         self.timeline.set_phones(phone_segments(session.mouth.phones, controls.visemes, controls.fps))
         self.trajectory.set_track(controls, self.model.state.keyframes)
+        self.trajectory.set_latents(session.latent_summary(), controls.fps)  # computed by the prepare worker
         w, h = session.size
         self.show_status(f"Ready: {w}×{h}, {session.n_frames} frames at {controls.fps:g} fps")
         self._on_position(self.transport.position)

@@ -85,8 +85,9 @@ class NeuralIdentity:
     Attributes:
         image: (H, W, 3) uint8 photo. alignment: photo -> aligned crop. mask: (S, S) float32 paste mask.
         w_identity: (n_latent, style_dim) float32 w_I (on the engine's device).
-        speech: (n_frames, n_latent, style_dim) float32 d_t from the speech-to-latent model, or None when
-            the mouth is driven by directions. mouth_source: what drives the mouth (for messages).
+        speech: (n_frames, k) float32 h_t of the speech-to-latent model (d_t = h_t V, V = ``basis``
+            (k, n_latent*style_dim)), or None when the mouth is driven by directions.
+        mouth_source: what drives the mouth (for messages).
     """
 
     image: np.ndarray
@@ -95,6 +96,7 @@ class NeuralIdentity:
     w_identity: torch.Tensor
     speech: torch.Tensor | None
     mouth_source: str
+    basis: torch.Tensor | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -231,25 +233,26 @@ class NeuralEngine:
                     else:
                         yield ev
             w_id = w.detach().reshape(g.n_latent, g.style_dim).float()
-        speech = None
+        speech = basis = None
         source = "discovered mouth directions driven by the viseme track"
         if self.audio_model is not None:
-            speech = self.speech_offsets(w_id, clip, fps=fps, n_frames=n_frames)
+            speech = self.speech_coefficients(w_id, clip, fps=fps, n_frames=n_frames)
+            basis = self.audio_model.decoder.basis
             source = "the trained speech-to-latent model (E_A + D)"
         yield monitor.event("invert", 1, 1, "identity ready")
         yield NeuralIdentity(image=identity.image, alignment=align, mask=mask, w_identity=w_id, speech=speech,
-                             mouth_source=source, notes=notes)
+                             mouth_source=source, basis=basis, notes=notes)
 
     @torch.no_grad()
-    def speech_offsets(self, w_identity: torch.Tensor, clip, *, fps: float, n_frames: int) -> torch.Tensor:
-        """d_t of paper eq. 1 for the whole speech.
+    def speech_coefficients(self, w_identity: torch.Tensor, clip, *, fps: float, n_frames: int) -> torch.Tensor:
+        """h_t of paper eq. 1 for the whole speech (d_t = h_t V with V the model's PCA basis).
 
         Args:
             w_identity: (n_latent, style_dim) w_I. clip: AudioClip. fps / n_frames: the output timing.
 
         Returns:
-            (n_frames, n_latent, style_dim) float32 offsets on the engine's device (the 25 fps model output
-            linearly resampled to ``fps``).
+            (n_frames, k) float32 coefficients on the engine's device (the 25 fps model output linearly
+            resampled to ``fps``; d_t is linear in h_t, so this resamples the trajectory).
         """
         from studio.engine.audio.mfcc import MfccConfig, mfcc_windows, resample_trajectory
 
@@ -257,9 +260,10 @@ class NeuralEngine:
         cfg = MfccConfig(**{k: v for k, v in cfg_dict.items() if k in MfccConfig.__dataclass_fields__})
         n25 = max(1, int(np.ceil(clip.duration * cfg.fps - 1e-6)))
         feats = torch.from_numpy(mfcc_windows(clip.samples, clip.sample_rate, n25, cfg)).to(self.device)
-        w_bar = self.audio_model(feats[None], w_identity[None].to(self.device))[0]  # (n25, L, D)
-        d = (w_bar - w_identity.to(self.device)).cpu().numpy()
-        return torch.from_numpy(resample_trajectory(d, cfg.fps, fps, n_frames)).to(self.device)
+        e = self.audio_model.encoder(feats[None])
+        _w_bar, h = self.audio_model.decoder(w_identity[None].to(self.device), e)  # h: (1, n25, k)
+        h = h[0].float().cpu().numpy()
+        return torch.from_numpy(resample_trajectory(h, cfg.fps, fps, n_frames)).to(self.device)
 
     # ------------------------------------------------------------------------------------------ frames
     def control_offsets(self, ident: NeuralIdentity, controls: ControlTrack, frames: np.ndarray) -> torch.Tensor:
@@ -292,8 +296,38 @@ class NeuralEngine:
         w = ident.w_identity[None] + self.control_offsets(ident, controls, frames)
         if ident.speech is not None:
             idx = torch.as_tensor(np.minimum(frames, ident.speech.shape[0] - 1), device=self.device)
-            w = w + ident.speech[idx]
+            w = w + (ident.speech[idx] @ ident.basis).reshape(w.shape)
         return w
+
+    @torch.no_grad()
+    def trajectory_summary(self, ident: NeuralIdentity, controls: ControlTrack, *, n_coefficients: int = 3,
+                           chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """What the studio's trajectory viewer plots for the neural engine.
+
+        Returns:
+            (h, norms): h (T, n) float32 leading coefficients of the W+ displacement w_t - w_I in the speech
+            model's PCA basis V (or, without it, in the orthonormalised direction basis); norms (T, n_latent)
+            float32 Euclidean norm of the displacement on each W+ layer.
+        """
+        if ident.basis is not None:
+            basis = ident.basis[:n_coefficients].to(self.device)
+        else:
+            vecs = [d.vector.reshape(-1) for d in self.directions.directions.values()] if self.directions else []
+            if vecs:
+                q, _ = torch.linalg.qr(torch.stack(vecs).T.double())
+                basis = q.T[:n_coefficients].float().to(self.device)
+            else:
+                basis = torch.zeros(0, self.generator.n_latent * self.generator.style_dim, device=self.device)
+        hs, norms = [], []
+        for start in range(0, controls.n_frames, chunk):
+            frames = np.arange(start, min(controls.n_frames, start + chunk))
+            d = self.latents(ident, controls, frames) - ident.w_identity[None]
+            hs.append((d.reshape(len(frames), -1) @ basis.T).cpu().numpy())
+            norms.append(d.norm(dim=-1).cpu().numpy())
+        h = np.concatenate(hs).astype(np.float32) if hs else np.zeros((0, basis.shape[0]), np.float32)
+        if h.shape[1] < n_coefficients:  # fewer directions than coefficients asked for
+            h = np.pad(h, ((0, 0), (0, n_coefficients - h.shape[1])))
+        return h, (np.concatenate(norms).astype(np.float32) if norms else np.zeros((0, self.generator.n_latent)))
 
     @torch.no_grad()
     def render_batch(self, ident: NeuralIdentity, controls: ControlTrack, frames: np.ndarray) -> list[np.ndarray]:

@@ -142,6 +142,28 @@ class TrajectoryView(QWidget):
         self.current = pg.ScatterPlotItem(size=14, pen=pg.mkPen("#ffffff", width=2), brush=pg.mkBrush(PLAYHEAD_COLOR))
         for item in (self.path, self.dots, self.current):
             self.map.addItem(item)
+        # neural engine only: leading PCA coefficients h_t and the per-layer W+ displacement norms
+        row = len(self.lanes)
+        self.latent_plot = self.plots.addPlot(row=row, col=0, title=None)
+        self.latent_plot.setLabel("left", "W+ h_t")
+        self.latent_plot.getAxis("left").setWidth(52)
+        self.latent_plot.addLegend(offset=(4, 2), labelTextSize="8pt", brush=pg.mkBrush(21, 23, 28, 170))
+        self.latent_curves = [self.latent_plot.plot([], [], pen=pg.mkPen(c, width=1.5), name=f"h{i + 1}")
+                              for i, c in enumerate(CHANNEL_COLORS)]
+        self.norm_plot = self.plots.addPlot(row=row + 1, col=0)
+        self.norm_plot.setLabel("left", "layer |Δw|")
+        self.norm_plot.getAxis("left").setWidth(52)
+        self.norm_image = pg.ImageItem()
+        self.norm_image.setColorMap(pg.colormap.get("inferno"))
+        self.norm_plot.addItem(self.norm_image)
+        self.latent_heads = [pg.InfiniteLine(0, movable=False, pen=pg.mkPen(PLAYHEAD_COLOR, width=1.5))
+                             for _ in range(2)]
+        for plot, head in zip((self.latent_plot, self.norm_plot), self.latent_heads):
+            plot.hideButtons()
+            plot.setXLink(self.lanes[0].plot)
+            plot.addItem(head)
+            plot.hide()
+        self.latents: tuple[np.ndarray, np.ndarray] | None = None
 
         self.info = QLabel("lite engine · control channels")
         self.info.setToolTip("The lite engine's trajectory is its control track. With the neural engine this view "
@@ -180,13 +202,40 @@ class TrajectoryView(QWidget):
         for lane in self.lanes:
             lane.set_data(t, track, keyframes)
         self.lanes[0].plot.setXRange(0, max(t[-1], 0.1) if len(t) else 1.0, padding=0.01)
+        if self.latents is not None and len(self.latents[0]) == track.n_frames:
+            return  # the 2-D map shows the W+ codes (set_latents)
         self.projection = project_2d(track.values)
         p = self.projection
         self.path.setData(p[:, 0], p[:, 1])
         colors = pg.colormap.get("viridis").map(np.linspace(0, 1, len(p)), mode="qcolor")
         self.dots.setData(p[:, 0], p[:, 1], brush=colors)
 
+    def set_latents(self, summary: tuple[np.ndarray, np.ndarray] | None, fps: float = 25.0) -> None:
+        """Show the neural engine's W+ trajectory: summary = (h (T, 3), per-layer norms (T, L)); None hides it
+        (the lite engine) and the 2-D map goes back to the control channels."""
+        self.latents = summary
+        visible = summary is not None and len(summary[0]) > 0
+        for plot in (self.latent_plot, self.norm_plot):
+            plot.setVisible(visible)
+        self.info.setText("neural engine · W+ trajectory and controls" if visible else "lite engine · control channels")
+        if not visible:
+            return
+        h, norms = summary
+        t = np.arange(len(h)) / fps
+        for i, curve in enumerate(self.latent_curves):
+            curve.setData(t, h[:, i]) if i < h.shape[1] else curve.setData([], [])
+        self.norm_image.setImage(norms, autoLevels=True)
+        self.norm_image.setRect(0.0, 0.0, len(norms) / fps, float(norms.shape[1]))
+        self.norm_plot.setYRange(0, norms.shape[1], padding=0)
+        self.projection = project_2d(np.c_[h, norms])
+        p = self.projection
+        self.path.setData(p[:, 0], p[:, 1])
+        colors = pg.colormap.get("viridis").map(np.linspace(0, 1, len(p)), mode="qcolor")
+        self.dots.setData(p[:, 0], p[:, 1], brush=colors)
+
     def set_playhead(self, t: float) -> None:
+        for head in self.latent_heads:
+            head.setValue(t)
         for lane in self.lanes:
             lane.head.setValue(t)
         if self.track is not None and len(self.projection):
