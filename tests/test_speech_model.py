@@ -334,3 +334,32 @@ def test_studio_shows_the_neural_w_plus_trajectory(neural_env, tmp_path, monkeyp
         assert w.trajectory.projection.shape == (n, 2)
     finally:
         _close(w)
+
+
+def test_landmark_measures_of_real_faces():
+    """The measures the directions are fitted to, on real frames of a talking video: the lip gap follows the
+    mouth opening, a mirrored face turns the other way, and a frame without a face gives NaN."""
+    from studio.engine.eval.metrics import lip_gap
+    from studio.engine.face.detect import detect_faces
+    from studio.engine.neural.directions import landmark_measure
+    from studio.media.video import read_video_frames
+
+    meta, frames = read_video_frames(sample("video/grid_bbaf2n.mpg"))
+    with frames:
+        clip = [f for k, f in enumerate(frames) if k % 3 == 0]
+    gaps = [lip_gap(detect_faces(f)[0].points) for f in clip]
+    shut, wide = clip[int(np.argmin(gaps))], clip[int(np.argmax(gaps))]
+    size = 256
+
+    def tensor(rgb):
+        import cv2
+
+        x = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(x).permute(2, 0, 1).float() / 127.5 - 1
+
+    batch = torch.stack([tensor(shut), tensor(wide), tensor(shut[:, ::-1].copy()), torch.zeros(3, size, size)])
+    m = landmark_measure(batch)
+    assert m["lip_gap"][1] > m["lip_gap"][0] + 0.05  # inter-ocular units
+    assert np.isfinite([m[k][:3] for k in m]).all() and all(np.isnan(m[k][3]) for k in m)
+    assert m["yaw"][0] == 0.0 and abs(m["mouth_width"][2] - m["mouth_width"][0]) < 0.05
+    assert abs(m["smile"][2] - m["smile"][0]) < 0.05  # mirroring keeps the expression
