@@ -231,16 +231,53 @@ def _ensure_split(output: Path, index: dict) -> None:
         atomic_write_text(output / INDEX, json.dumps(index, indent=1, sort_keys=True))
 
 
+class LazyTensor:
+    """A tensor of a safetensors shard read on demand (memory-mapped slices), so a dataset of hours of video
+    (18 KB of codes per frame) is never loaded whole. Indexing returns float32 CPU tensors."""
+
+    def __init__(self, path: Path, key: str) -> None:
+        from safetensors import safe_open
+
+        self.path, self.key = Path(path), key
+        with safe_open(str(self.path), framework="pt") as f:
+            self.shape = tuple(f.get_slice(key).get_shape())
+
+    def __getitem__(self, index) -> torch.Tensor:
+        from safetensors import safe_open
+
+        idx = torch.as_tensor(np.asarray(index))
+        if idx.dtype == torch.bool:
+            idx = torch.nonzero(idx).flatten()
+        scalar = idx.dim() == 0
+        idx = idx.reshape(-1).long()
+        if idx.numel() == 0:
+            return torch.zeros((0,) + self.shape[1:])
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        with safe_open(str(self.path), framework="pt") as f:
+            block = f.get_slice(self.key)[lo:hi].float()
+        out = block[idx - lo]
+        return out[0] if scalar else out
+
+    def full(self) -> torch.Tensor:
+        """The whole tensor (float32)."""
+        return self[np.arange(self.shape[0])]
+
+
 @dataclass
 class Shard:
-    """One prepared video in memory: codes (T, L, D) float32, mfcc (T, 12, 28), mouth (T, 20, 2), valid (T,)."""
+    """One prepared video: codes ``w`` (T, L, D) and ``mfcc`` (T, 12, 28) read lazily (:class:`LazyTensor`),
+    mouth (T, 20, 2) landmarks and valid (T,) in memory."""
 
     name: str
     speaker: str
-    w: torch.Tensor
-    mfcc: torch.Tensor
+    w: LazyTensor
+    mfcc: LazyTensor
     mouth: np.ndarray
     valid: np.ndarray
+
+    @property
+    def n_frames(self) -> int:
+        return self.w.shape[0]
 
 
 def load_dataset(folder: Path) -> tuple[dict, list[Shard], list[Shard]]:
@@ -249,7 +286,7 @@ def load_dataset(folder: Path) -> tuple[dict, list[Shard], list[Shard]]:
     Raises:
         InputError: not a prepared dataset. ModelError: a corrupt shard (named).
     """
-    from studio.models.registry import read_checkpoint
+    from safetensors import SafetensorError, safe_open
 
     folder = Path(folder)
     index = _read_index(folder)
@@ -258,9 +295,14 @@ def load_dataset(folder: Path) -> tuple[dict, list[Shard], list[Shard]]:
                          "run `talkstudio train prepare VIDEOS_DIR --output DATASET` first")
     train, val = [], []
     for name, info in sorted(index["shards"].items()):
-        state, _ = read_checkpoint(folder / name).extract("plain")
-        shard = Shard(name, info["speaker"], state["w"].float(), state["mfcc"].float(), state["mouth"].numpy(),
-                      state["valid"].numpy().astype(bool))
+        path = folder / name
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                mouth, valid = f.get_tensor("mouth").numpy(), f.get_tensor("valid").numpy().astype(bool)
+            shard = Shard(name, info["speaker"], LazyTensor(path, "w"), LazyTensor(path, "mfcc"), mouth, valid)
+        except (OSError, SafetensorError, KeyError) as exc:
+            raise ModelError(f"dataset shard {name} is unreadable ({exc})"[:300],
+                             "delete it and its line in index.json, then run `train prepare` again") from None
         (val if info["split"] == "val" else train).append(shard)
     if not train:
         train, val = val, []
@@ -432,10 +474,15 @@ def train_audio(dataset: Path, output: Path, *, config: TrainConfig | None = Non
     else:
         yield monitor.event("pca", 0, 1, "computing the PCA basis V")
         mapped = sample_w_plus(g, cfg.n_pca_samples, seed=cfg.seed)
-        data = torch.cat([s.w[torch.from_numpy(s.valid)] for s in train])
-        if data.shape[0] > cfg.n_pca_samples:
-            data = data[torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(cfg.seed))
-                        [: cfg.n_pca_samples]]
+        rng = np.random.default_rng(cfg.seed)
+        total = sum(int(s.valid.sum()) for s in train)
+        picks = []
+        for s in train:  # up to n_pca_samples inverted frames, spread over the videos by their length
+            valid = np.flatnonzero(s.valid)
+            k = min(len(valid), int(np.ceil(cfg.n_pca_samples * len(valid) / max(total, 1))))
+            if k:
+                picks.append(s.w[np.sort(rng.choice(valid, k, replace=False))])
+        data = torch.cat(picks)[: cfg.n_pca_samples]
         basis, mean, _explained = pca_basis(torch.cat([mapped, data]), kwargs["n_components"])
         model.decoder.set_basis(basis.to(dev), mean.to(dev))
         for name in ("loss.csv", "val.csv"):
@@ -521,9 +568,9 @@ def evaluate(model, generator, shards: list[Shard], *, seq_len: int, device: tor
     budget = max_frames
     for s in shards:
         first = int(np.flatnonzero(s.valid)[0]) if s.valid.any() else 0
-        w_bar = model(s.mfcc[None].to(device), s.w[first][None].to(device))[0]
+        w_bar = model(s.mfcc.full()[None].to(device), s.w[first][None].to(device))[0]
         ok = torch.from_numpy(s.valid).to(device)
-        errs.append(float(((w_bar - s.w.to(device)) ** 2)[ok].mean()))
+        errs.append(float(((w_bar - s.w.full().to(device)) ** 2)[ok].mean()))
         if budget <= 0:
             continue
         picks = np.flatnonzero(s.valid)[:: max(1, int(s.valid.sum()) // 8)][:budget]
