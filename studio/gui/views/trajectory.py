@@ -217,7 +217,7 @@ class TrajectoryView(QWidget):
         visible = summary is not None and len(summary[0]) > 0
         for plot in (self.latent_plot, self.norm_plot):
             plot.setVisible(visible)
-        self.info.setText("neural engine · W+ trajectory and controls" if visible else "lite engine · control channels")
+        self.info.setText("neural · W+ trajectory" if visible else "lite engine · control channels")
         if not visible:
             return
         h, norms = summary
