@@ -35,8 +35,13 @@ WAIT_MS = 30_000
 
 def drop_file(widget, path: Path) -> bool:
     """Simulate dragging a file from a file manager onto ``widget``; True when the drop was accepted."""
+    return drop_files(widget, [path])
+
+
+def drop_files(widget, paths: list[Path]) -> bool:
+    """Simulate dragging several files from a file manager onto ``widget``; True when accepted."""
     mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
     pos = QPoint(widget.width() // 2, widget.height() // 2)
     enter = QDragEnterEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                             Qt.KeyboardModifier.NoModifier)
