@@ -261,13 +261,14 @@ def _consume(events, *, quiet: bool, result_type: type):
                 elif isinstance(ev, ProgressEvent):
                     bar.update(task, completed=ev.fraction, description=ev.stage, detail=ev.message)
                 else:
-                    bar.console.print(f"[yellow]warning:[/] {ev.message}")
+                    color = "yellow" if getattr(ev, "level", "warning") == "warning" else "cyan"
+                    bar.console.print(f"[{color}]{getattr(ev, 'level', 'warning')}:[/] {ev.message}")
     else:
         for ev in events:
             if isinstance(ev, result_type):
                 result = ev
             elif not isinstance(ev, ProgressEvent):
-                print(f"warning: {ev.message}", file=sys.stderr)
+                print(f"{getattr(ev, 'level', 'warning')}: {ev.message}", file=sys.stderr)
     return result
 
 
@@ -360,8 +361,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from studio.engine.neural.train import PreparedDataset, TrainConfig, TrainResult, prepare_dataset, train_audio
 
     if args.train_command == "prepare":
-        ds = _consume(_notices(prepare_dataset(args.videos, args.output, encoder=args.encoder,
-                                               held_out_fraction=args.held_out)),
+        ds = _consume(prepare_dataset(args.videos, args.output, encoder=args.encoder, held_out_fraction=args.held_out),
                       quiet=args.quiet, result_type=PreparedDataset)
         print(f"dataset {ds.path}: {ds.frames} frames from {ds.videos + ds.skipped} videos ({ds.skipped} prepared "
               f"before, {len(ds.failed)} failed); train speakers: {', '.join(ds.train_speakers) or '-'}; held out: "
@@ -370,20 +370,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(steps=args.steps, batch=args.batch, seq_len=args.seq_len, lr=args.lr,
                       lambda_lpips=args.lpips_weight, lpips_net=args.lpips_net, preset=args.preset,
                       checkpoint_every=args.checkpoint_every, val_every=args.val_every, seed=args.seed)
-    res = _consume(_notices(train_audio(args.dataset, args.output, config=cfg, resume=not args.restart)),
+    res = _consume(train_audio(args.dataset, args.output, config=cfg, resume=not args.restart),
                    quiet=args.quiet, result_type=TrainResult)
-    print(f"wrote {res.path} after {res.steps} steps: loss {res.first_loss:.4f} -> {res.final_loss:.4f}, held-out "
-          f"latent MSE {res.val_latent:.5f}, LMD {res.val_lmd:.2f} px; logs in {res.checkpoint.parent}; install it "
+    print(f"wrote {res.path} after {res.steps} steps: loss {res.first_loss:.4g} -> {res.final_loss:.4g}, validation "
+          f"latent MSE {res.val_latent:.4g}, LMD {res.val_lmd:.2f} px; logs in {res.checkpoint.parent}; install it "
           f"with `talkstudio models import {res.path}`")
     return 0
-
-
-def _notices(events):
-    """Wrap plain-string notices of a job generator as objects with a ``message`` (what _consume prints)."""
-    from studio.engine.pipeline import Notice
-
-    for ev in events:
-        yield Notice(ev) if isinstance(ev, str) else ev
 
 
 def _cmd_gui(args: argparse.Namespace) -> int:

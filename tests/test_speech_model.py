@@ -228,7 +228,7 @@ def test_training_loss_falls_and_a_resumed_run_continues_identically(neural_env,
     first = [e for e in train_audio(neural_env.path, split, config=TrainConfig(steps=20, **cfg), device="cpu")][-1]
     assert first.steps == 20
     events = list(train_audio(neural_env.path, split, config=TrainConfig(steps=40, **cfg), device="cpu"))
-    assert any(isinstance(e, str) and "resuming from step 20" in e for e in events)
+    assert any(getattr(e, "level", "") == "note" and "resuming from step 20" in e.message for e in events)
     assert _read_losses(split.parent / "model.train" / "loss.csv") == \
         _read_losses(whole.parent / "model.train" / "loss.csv")
     from safetensors.torch import load_file

@@ -134,9 +134,15 @@ class RenderRequest:
 
 @dataclass(frozen=True)
 class Notice:
-    """Something the user should know that does not stop the render (several faces, silent audio)."""
+    """Something the user should know that does not stop the job.
+
+    Attributes:
+        message: the text. level: "warning" (something is off: several faces, silent audio, a skipped
+            file) or "note" (information: which model drives the mouth, a resumed run).
+    """
 
     message: str
+    level: str = "warning"
 
 
 @dataclass(frozen=True)
@@ -402,9 +408,7 @@ def prepare(image: Path, audio: Path, settings: RenderSettings, *, cancel: Cance
         from studio.engine.neural.engine import NeuralEngine
 
         for ev in NeuralEngine.load(settings.neural_options(), cancel=cancel, monitor=monitor.sub(0.4, 0.8)):
-            if isinstance(ev, str):
-                yield Notice(ev)
-            elif isinstance(ev, Progress):
+            if isinstance(ev, (Notice, Progress)):
                 yield ev
             else:
                 engine = ev
@@ -415,8 +419,8 @@ def prepare(image: Path, audio: Path, settings: RenderSettings, *, cancel: Cance
             else:
                 state = ev
         for note in state.notes:
-            yield Notice(f"neural engine: {note}")
-        yield Notice(f"neural engine: the mouth follows {state.mouth_source}")
+            yield Notice(f"neural engine: {note}", level="note")
+        yield Notice(f"neural engine: the mouth follows {state.mouth_source}", level="note")
     session = Session(identity, clip, mouth, controls, settings, engine=engine, state=state)
     session.latent_summary()  # here, off the studio's UI thread
     yield Prepared(session)

@@ -29,6 +29,7 @@ import torch
 from studio.core.errors import ConfigError, ModelError
 from studio.core.progress import CancelToken, Progress, ProgressMonitor
 from studio.core.tracks import ControlTrack
+from studio.engine.pipeline import Notice
 
 AUDIO_MODEL = "speech-to-latent"
 MOUTH_MODES = ("auto", "audio-model", "directions")
@@ -124,12 +125,12 @@ class NeuralEngine:
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
     def load(cls, options: NeuralOptions, *, cancel: CancelToken | None = None,
-             monitor: ProgressMonitor | None = None) -> Iterator[Progress | str | "NeuralEngine"]:
+             monitor: ProgressMonitor | None = None) -> Iterator[Progress | Notice | "NeuralEngine"]:
         """Load G (and the person's PTI delta), the directions (discovering them the first time) and the
         speech-to-latent model when installed.
 
         Yields:
-            Progress, notices (str), then the engine.
+            Progress, Notices, then the engine.
 
         Raises:
             ModelError: missing/corrupt models, a person file or audio model made for another generator
@@ -164,16 +165,17 @@ class NeuralEngine:
                        f"({owner[:12] or 'unknown'}…, this one is {sha[:12]}…)")
                 if options.mouth == "audio-model":
                     raise ModelError(msg, "train it again for this generator with `talkstudio train audio`")
-                yield msg + "; the mouth follows the discovered directions instead"
+                yield Notice(msg + "; the mouth follows the discovered directions instead")
             else:
                 audio_model, extras = am.module.eval(), dict(am.extras)
         elif options.mouth == "auto" and not installed:
-            yield ("no trained speech-to-latent model is installed: the mouth follows the viseme track through "
-                   "mouth directions discovered in the generator (`talkstudio train audio` trains the paper's model)")
+            yield Notice("no trained speech-to-latent model is installed: the mouth follows the viseme track through "
+                         "mouth directions discovered in the generator (`talkstudio train audio` trains the paper's "
+                         "model)", level="note")
         directions = load_directions(sha)
         if directions is None:
-            yield (f"discovering edit directions for this generator (one time, {options.discover_samples} sample "
-                   "faces; stored in the model store)")
+            yield Notice(f"discovering edit directions for this generator (one time, {options.discover_samples} "
+                         "sample faces; stored in the model store)", level="note")
             base = store.load(GENERATOR, device=dev).module if options.person is not None else g
             for ev in discover_directions(base, generator_sha256=sha, samples=options.discover_samples,
                                           batch=8 if dev.type == "cuda" else 2, cancel=cancel,

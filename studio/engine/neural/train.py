@@ -35,6 +35,7 @@ import torch
 from studio.core.errors import ConfigError, InputError, ModelError, OutputError
 from studio.core.fileio import atomic_write_text
 from studio.core.progress import CancelToken, Progress, ProgressMonitor
+from studio.engine.pipeline import Notice
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".m4v")
 INDEX = "index.json"
@@ -95,7 +96,7 @@ class PreparedDataset:
 def prepare_dataset(videos: Path, output: Path, *, encoder: str = "e4e", fps: float = 25.0,
                     held_out_fraction: float = 0.2, device: str | torch.device | None = None,
                     cancel: CancelToken | None = None, monitor: ProgressMonitor | None = None
-                    ) -> Iterator[Progress | str | PreparedDataset]:
+                    ) -> Iterator[Progress | Notice | PreparedDataset]:
     """Turn a folder of talking videos into training shards (resumable).
 
     Args:
@@ -104,7 +105,7 @@ def prepare_dataset(videos: Path, output: Path, *, encoder: str = "e4e", fps: fl
         fps: the frame grid (25, as the paper). held_out_fraction: share of speakers held out (0..0.9).
 
     Yields:
-        Progress, notices (str: a video without a usable face, ...), then :class:`PreparedDataset`.
+        Progress, Notices (a video without a usable face, ...), then :class:`PreparedDataset`.
         Each shard holds ``w`` (T, n_latent, style_dim) float16 codes, ``mfcc`` (T, 12, 28) float32,
         ``mouth`` (T, 20, 2) float32 iBUG mouth landmarks in the 256² aligned crop, ``valid`` (T,) uint8.
 
@@ -165,7 +166,7 @@ def prepare_dataset(videos: Path, output: Path, *, encoder: str = "e4e", fps: fl
             meta, it = read_video_frames(path)
         except Exception as exc:  # a bad file is recorded, the others go on
             failed[str(path)] = getattr(exc, "message", str(exc))
-            yield f"skipping {path.name}: {failed[str(path)]}"
+            yield Notice(f"skipping {path.name}: {failed[str(path)]}")
             continue
         src_fps = meta.fps or fps
         n_out = max(1, int(math.floor(min(meta.duration or clip.duration, clip.duration) * fps)))
@@ -196,7 +197,7 @@ def prepare_dataset(videos: Path, output: Path, *, encoder: str = "e4e", fps: fl
                     yield part.event("prepare", j, n_out, f"{path.name}: frame {j}/{n_out}")
         if valid.sum() < WINDOW:
             failed[str(path)] = "fewer than 5 frames with a face"
-            yield f"skipping {path.name}: {failed[str(path)]}"
+            yield Notice(f"skipping {path.name}: {failed[str(path)]}")
             continue
         shape = next(r for r in w_rows if r is not None).shape
         codes = np.stack([r if r is not None else np.zeros(shape, np.float32) for r in w_rows]).astype(np.float16)
@@ -220,9 +221,15 @@ def prepare_dataset(videos: Path, output: Path, *, encoder: str = "e4e", fps: fl
 
 
 def _ensure_split(output: Path, index: dict) -> None:
-    """Both splits non-empty when there are two or more speakers (the hash may put all on one side)."""
+    """Both splits non-empty when there are two or more speakers (the hash may put all on one side); a single
+    speaker is all training data (validation then runs on it)."""
     speakers = sorted({s["speaker"] for s in index["shards"].values()})
     splits = {s["split"] for s in index["shards"].values()}
+    if len(speakers) == 1 and splits != {"train"}:
+        for s in index["shards"].values():
+            s["split"] = "train"
+        atomic_write_text(output / INDEX, json.dumps(index, indent=1, sort_keys=True))
+        return
     if len(speakers) >= 2 and len(splits) == 1:
         moved = speakers[-1] if "train" in splits else speakers[0]
         for s in index["shards"].values():
@@ -407,7 +414,7 @@ def _downsample(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def train_audio(dataset: Path, output: Path, *, config: TrainConfig | None = None, resume: bool = True,
                 device: str | torch.device | None = None, cancel: CancelToken | None = None,
-                monitor: ProgressMonitor | None = None) -> Iterator[Progress | str | TrainResult]:
+                monitor: ProgressMonitor | None = None) -> Iterator[Progress | Notice | TrainResult]:
     """Train E_A + D on a prepared dataset (stage one) and write the model file.
 
     Args:
@@ -416,7 +423,7 @@ def train_audio(dataset: Path, output: Path, *, config: TrainConfig | None = Non
         config: hyperparameters. resume: continue from the checkpoint when one exists (same config).
 
     Yields:
-        Progress, notices (str), then :class:`TrainResult`. The model file appears only at the end.
+        Progress, Notices, then :class:`TrainResult`. The model file appears only at the end.
 
     Raises:
         InputError (dataset), ModelError (missing G / LPIPS backbone, a checkpoint of another model),
@@ -470,7 +477,7 @@ def train_audio(dataset: Path, output: Path, *, config: TrainConfig | None = Non
         except (RuntimeError, KeyError, ValueError) as exc:
             raise ModelError(f"the checkpoint {ckpt_path} does not fit this model ({exc})"[:400],
                              f"use the same options as before, or delete {work} to start over") from None
-        yield f"resuming from step {step} ({ckpt_path})"
+        yield Notice(f"resuming from step {step} ({ckpt_path})", level="note")
     else:
         yield monitor.event("pca", 0, 1, "computing the PCA basis V")
         mapped = sample_w_plus(g, cfg.n_pca_samples, seed=cfg.seed)
@@ -488,8 +495,8 @@ def train_audio(dataset: Path, output: Path, *, config: TrainConfig | None = Non
         for name in ("loss.csv", "val.csv"):
             (work / name).unlink(missing_ok=True)
     report = parameter_report(model)
-    yield (f"model: E_A {report['E_A'] / 1e6:.2f} M + D {report['D'] / 1e6:.2f} M = {report['total'] / 1e6:.2f} M "
-           f"parameters (paper: {report['paper_total'] / 1e6:.2f} M)")
+    yield Notice(f"model: E_A {report['E_A'] / 1e6:.2f} M + D {report['D'] / 1e6:.2f} M = "
+                 f"{report['total'] / 1e6:.2f} M parameters (paper: {report['paper_total'] / 1e6:.2f} M)", level="note")
     lpips_model = build_lpips(cfg.lpips_net, device=dev) if cfg.lambda_lpips > 0 else None
     loss_log = work / "loss.csv"
     val_log = work / "val.csv"
