@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 
 import numpy as np
@@ -142,7 +141,7 @@ def test_direction_discovery_moves_the_measure_in_the_intended_sign(tmp_path, mo
 
 
 # ---------------------------------------------------------------------------------------------- training
-def _import_tiny(store_dir, extra=("lpips-alexnet",)):
+def _import_tiny(store_dir):
     from studio.models.store import import_model
 
     for name in ("stylegan2-ffhq-config-f.pt", "e4e_ffhq_encode.pt", "alexnet-owt-7be5be79.pth"):
@@ -255,7 +254,6 @@ def test_neural_render_with_the_trained_model_and_with_directions_writes_a_synce
     # without directions for this generator the engine would discover them with the landmark detector, which
     # finds no face on a random tiny generator: store a set discovered with image measures instead
     sha = load_weights("stylegan2-ffhq-config-f").source_sha256
-    g = _tiny_generator()
     from studio.models.store import load as load_model
 
     g = load_model("stylegan2-ffhq-config-f").module

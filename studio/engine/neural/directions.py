@@ -77,8 +77,9 @@ class Direction:
 
     Attributes:
         name: see :data:`SPECS`. vector: (n_latent, style_dim) float32 W+ step for control 1.0 (zero
-            outside its layers). layers: the (start, stop) layers used. gain: measured change of the
-            measure per control unit (validation render). r2: fit quality (coefficient of determination on
+            outside its layers). layers: the (start, stop) layers used. gain: change of the measure per
+            control unit after calibration (the sampled 5-95 % range, or 1 for per-unit measures such as
+            degrees; its sign was fixed by the validation render). r2: fit quality (coefficient of determination on
             held-out samples). samples: how many faces were measured.
     """
 

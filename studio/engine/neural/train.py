@@ -172,7 +172,6 @@ def prepare_dataset(videos: Path, output: Path, *, encoder: str = "e4e", fps: fl
         n_out = max(1, int(math.floor(min(meta.duration or clip.duration, clip.duration) * fps)))
         wanted = np.minimum(np.round(np.arange(n_out) * src_fps / fps).astype(int), 10 ** 9)
         tracker = FaceTracker()
-        codes = np.zeros((n_out, 0), np.float16)
         w_rows: list[np.ndarray | None] = [None] * n_out
         mouth = np.zeros((n_out, 20, 2), np.float32)
         valid = np.zeros(n_out, np.uint8)
@@ -393,7 +392,7 @@ def _sample_batch(shards: list[Shard], cfg: TrainConfig, step: int, seq_len: int
     return torch.stack(mf), torch.stack(ids), torch.stack(tg), torch.stack(ok)
 
 
-def _model_kwargs(cfg: TrainConfig, n_latent: int, style_dim: int, n_codes: int) -> dict:
+def _model_kwargs(cfg: TrainConfig, n_latent: int, style_dim: int) -> dict:
     kw = dict(PRESETS[cfg.preset])
     kw.update(cfg.model)
     kw.update(n_latent=n_latent, style_dim=style_dim)
@@ -401,7 +400,7 @@ def _model_kwargs(cfg: TrainConfig, n_latent: int, style_dim: int, n_codes: int)
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
 
 
-def _save_checkpoint(path: Path, model, opt, step: int, losses: list) -> None:
+def _save_checkpoint(path: Path, model, opt, step: int) -> None:
     from studio.models.registry import staged_file
 
     with staged_file(path) as tmp:
@@ -462,7 +461,7 @@ def train_audio(dataset: Path, output: Path, *, config: TrainConfig | None = Non
     seq_len = min(cfg.seq_len, min(s.w.shape[0] for s in train))
     if seq_len < WINDOW:
         raise InputError("the training videos are shorter than 5 frames", "use clips of at least 0.2 s")
-    kwargs = _model_kwargs(cfg, n_latent, style_dim, sum(s.w.shape[0] for s in train))
+    kwargs = _model_kwargs(cfg, n_latent, style_dim)
     torch.manual_seed(cfg.seed)
     model = SpeechToLatent(**kwargs).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -545,7 +544,7 @@ def train_audio(dataset: Path, output: Path, *, config: TrainConfig | None = Non
                     wr.writerow(["step", "latent_mse", "lmd"])
                 wr.writerow([step, f"{val_latent:.6g}", f"{val_lmd:.6g}"])
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            _save_checkpoint(ckpt_path, model, opt, step, [])
+            _save_checkpoint(ckpt_path, model, opt, step)
         yield part.event("train", step, cfg.steps, f"step {step}/{cfg.steps} loss {last:.4f}")
     model.eval()
     extras = {"generator_sha256": sha, "mfcc": index.get("mfcc", MfccConfig().to_dict()), "steps": step,
