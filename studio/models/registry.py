@@ -77,6 +77,9 @@ ARCHITECTURE_MODULES: tuple[str, ...] = ("studio.models.", "torchvision.models")
 #: Factory functions (not ``nn.Module`` classes) that an architecture may name.
 ARCHITECTURE_FACTORIES: frozenset[str] = frozenset({"torchvision.models:vgg16", "torchvision.models:alexnet"})
 
+#: State dict keys ending like this may be missing from a checkpoint (see :func:`check_state`).
+OPTIONAL_KEY_SUFFIX = ".num_batches_tracked"
+
 _HASH_CHUNK = 1 << 20
 _PREVIEW = 6  # names listed in an error before "... and N more"
 
@@ -743,7 +746,10 @@ def check_state(
     """
     expected = expected_shapes(module_or_expected)
     got = {k: _shape(v) for k, v in state.items()}
-    missing = [k for k in expected if k not in got]
+    # BatchNorm's ``num_batches_tracked`` counter (added in PyTorch 0.4.1) is absent from older
+    # checkpoints such as syncnet_v2.model; it is not used in eval mode, and load_state_dict fills it
+    # with 0 for a state dict without version metadata, so its absence is not a mismatch.
+    missing = [k for k in expected if k not in got and not k.endswith(OPTIONAL_KEY_SUFFIX)]
     unexpected = [k for k in got if k not in expected]
     wrong = [f"{k}: expected {_fmt_shape(expected[k])}, got {_fmt_shape(got[k])}"
              for k in expected if k in got and expected[k] != got[k]]
