@@ -85,3 +85,40 @@ def test_lite_beats_the_static_baseline_on_real_videos(tmp_path):
         lite, static = r.metrics["lite"], r.metrics["static"]
         assert lite["lmd"] < static["lmd"], (r.video, lite, static)
         assert lite["lip_gap_r"] > 0.25, (r.video, lite)
+
+
+def _ssim_reference(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM from its definition (Wang et al. 2004), written independently of studio's cv2 version: a
+    normalised 11x11 Gaussian window (sigma 1.5), weighted population moments, K1 0.01, K2 0.03, L 255,
+    'valid' filtering (scipy.signal.convolve2d), mean over positions and RGB channels."""
+    from scipy.signal import convolve2d
+
+    r = np.arange(11) - 5
+    g = np.exp(-(r ** 2) / (2 * 1.5 ** 2))
+    w = np.outer(g, g)
+    w /= w.sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    values = []
+    for ch in range(a.shape[2]):
+        x, y = a[:, :, ch].astype(np.float64), b[:, :, ch].astype(np.float64)
+        f = lambda z: convolve2d(z, w, mode="valid")  # noqa: E731
+        mx, my = f(x), f(y)
+        vx, vy, cxy = f(x * x) - mx ** 2, f(y * y) - my ** 2, f(x * y) - mx * my
+        values.append(np.mean((2 * mx * my + c1) * (2 * cxy + c2) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))))
+    return float(np.mean(values))
+
+
+def test_ssim_matches_an_independent_reference():
+    # deterministic inputs from formulas (no RNG, stable across numpy versions): a smooth pattern with
+    # texture, and a shifted, contrast-reduced, quantised copy of it
+    yy, xx = np.mgrid[0:48, 0:40].astype(np.float64)
+    chans = [127 + 100 * np.sin(xx / (3 + c)) * np.cos(yy / (5 - c)) + 20 * ((xx + 2 * yy + c) % 7 - 3)
+             for c in range(3)]
+    a = np.clip(np.stack(chans, -1), 0, 255).astype(np.uint8)
+    b = np.clip(0.8 * np.roll(a.astype(np.float64), 1, axis=1) + 30, 0, 255).astype(np.uint8)
+    ref = _ssim_reference(a, b)
+    assert ssim(a, b) == pytest.approx(ref, abs=1e-9)
+    assert ref == pytest.approx(0.450755, abs=1e-6)  # pinned value of the definition on these inputs
+    img = load_rgb("images/taylor_256px.jpg")
+    blurred = np.clip(img.astype(np.float64) * 0.9 + 12, 0, 255).astype(np.uint8)
+    assert ssim(img, blurred) == pytest.approx(_ssim_reference(img, blurred), abs=1e-9)

@@ -23,10 +23,19 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Structural similarity (Wang et al. 2004) of two (H, W, 3) uint8 images.
+    """Structural similarity (Wang, Bovik, Sheikh & Simoncelli, IEEE TIP 2004) of two (H, W, 3) uint8 images.
 
-    Gaussian window 11x11 with sigma 1.5, K1 = 0.01, K2 = 0.03, data range 255, computed per channel and
-    averaged (as skimage's ``structural_similarity(..., channel_axis=-1, gaussian_weights=True)``).
+    Per RGB channel: local means, variances and covariance under a normalised 11x11 Gaussian window with
+    sigma 1.5, weighted *population* statistics (E[x²] - mu², as the authors' reference ``ssim_index.m``),
+    K1 = 0.01, K2 = 0.03, data range L = 255 (C1 = (K1 L)², C2 = (K2 L)²); the SSIM map is averaged over the
+    positions where the whole window fits (a 5-pixel border is left out, i.e. "valid" filtering), then over
+    the three channels. No downsampling. Range [-1, 1], 1 for identical images.
+
+    This equals scikit-image's ``structural_similarity(a, b, channel_axis=-1, gaussian_weights=True,
+    sigma=1.5, use_sample_covariance=False, data_range=255)``. It is *not* skimage's default
+    ``use_sample_covariance=True``, which rescales the variances by N/(N-1) (N = 121) and gives slightly
+    different values. ``tests/test_eval.py::test_ssim_matches_an_independent_reference`` pins it against a
+    scipy implementation of the paper's definition.
     """
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
@@ -39,7 +48,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     syy = blur(y * y) - my * my
     sxy = blur(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
-    pad = 5  # skimage crops the half-window border
+    pad = 5  # keep only the positions where the whole 11x11 window lies inside the image
     return float(s[pad:-pad, pad:-pad].mean())
 
 
