@@ -42,7 +42,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_neural_options(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that invert a face with the neural models (invert, tune)."""
-    p.add_argument("--encoder", default="e4e", choices=["e4e", "psp", "none"], help="image encoder (default e4e)")
+    p.add_argument("--encoder", default="auto", choices=["auto", "e4e", "psp", "none"],
+                   help="image encoder: auto = e4e if installed, else pSp, else projection alone (slower); "
+                        "none = projection alone (default: auto)")
     p.add_argument("--face-index", type=int, default=0, help="which face when there are several, 0 = largest")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -86,9 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     n = r.add_argument_group("neural engine")
     n.add_argument("--person", type=Path, metavar="PERSON.safetensors",
                    help="a PTI person file from `talkstudio tune`: its tuned generator and pivot are used")
-    n.add_argument("--encoder", default="e4e", choices=["e4e", "psp"], help="image encoder E_I (default: e4e)")
+    n.add_argument("--encoder", default="auto", choices=["auto", "e4e", "psp", "none"],
+                   help="image encoder E_I: auto = e4e if installed, else pSp, else optimisation-based projection "
+                        "(slower; needs the LPIPS backbone); none = projection alone (default: auto)")
     n.add_argument("--projection-steps", type=int, default=0, metavar="N",
-                   help="optimisation steps refining the encoder's code (needs the LPIPS backbone; default: 0)")
+                   help="optimisation steps refining the encoder's code (needs the LPIPS backbone; default: 0); "
+                        "without an encoder, the projection's steps (0 = 450)")
     n.add_argument("--mouth", default="auto", choices=["auto", "audio-model", "directions"],
                    help="what drives the mouth: the trained speech-to-latent model when installed (auto), "
                         "only that model, or mouth directions discovered in the generator (default: auto)")
@@ -118,8 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "with the generator and paste it back; prints LPIPS/PSNR.")
     inv.add_argument("--image", required=True, type=Path, metavar="PHOTO")
     inv.add_argument("--output", required=True, type=Path, metavar="RECON.png", help="photo with the generated face")
-    inv.add_argument("--latent", type=Path, metavar="OUT.safetensors", help="also save the W+ code")
-    inv.add_argument("--steps", type=int, default=100, help="projection steps after the encoder (default 100)")
+    inv.add_argument("--latent", type=Path, metavar="OUT.safetensors",
+                     help="also save the W+ code (w_plus, 1 x n_latent x 512) and, when projection ran, its "
+                          "optimised noise maps (noise.0 .. noise.N-1), so the reconstruction can be rendered "
+                          "again exactly (studio.engine.neural.invert.load_latent / render_latent)")
+    inv.add_argument("--steps", type=int, default=100,
+                     help="projection steps after the encoder, or of the projection alone without one (default 100)")
     _add_neural_options(inv)
 
     tn = sub.add_parser("tune", help="tune the generator on a person (Pivotal Tuning Inversion; neural models)",
@@ -322,22 +331,19 @@ def _cmd_invert(args: argparse.Namespace) -> int:
 
     from studio.core.errors import ConfigError, OutputError
     from studio.core.fileio import atomic_write_bytes
-    from studio.engine.neural.invert import Inversion, invert_photo
-    from studio.models.registry import save_safetensors
+    from studio.engine.neural.invert import Inversion, invert_photo, save_latent
 
     if args.output.suffix.lower() != ".png":
         raise ConfigError(f"unsupported output type {args.output.suffix!r}", "name the reconstruction .png")
     for path in filter(None, (args.output, args.latent)):
         if not path.parent.is_dir():
             raise OutputError(f"output folder does not exist: {path.parent}", "create it first")
-    result = _consume(invert_photo(args.image, encoder=None if args.encoder == "none" else args.encoder,
-                                   steps=args.steps, face_index=args.face_index),
+    result = _consume(invert_photo(args.image, encoder=args.encoder, steps=args.steps, face_index=args.face_index),
                       quiet=args.quiet, result_type=Inversion)
     ok, png = cv2.imencode(".png", result.composite[:, :, ::-1])
     atomic_write_bytes(args.output, png.tobytes())
     if args.latent is not None:
-        save_safetensors(args.latent, {"w_plus": result.w_plus.contiguous()},
-                         metadata={"generator_sha256": result.generator_sha256, "method": result.method})
+        save_latent(args.latent, result)
     print(f"wrote {args.output} ({result.method}): LPIPS {result.lpips:.3f}, PSNR {result.psnr:.2f} dB "
           f"on the aligned {result.crop.shape[0]}px crop")
     return 0
@@ -347,7 +353,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from studio.engine.neural.pti import PersonResult, TuneConfig, tune_person
 
     result = _consume(tune_person(image=args.image, video=args.video, output=args.output,
-                                  encoder=None if args.encoder == "none" else args.encoder, steps=args.steps,
+                                  encoder=args.encoder, steps=args.steps,
                                   frames=args.frames, projection_steps=args.projection_steps,
                                   config=TuneConfig(locality_weight=args.locality), face_index=args.face_index),
                       quiet=args.quiet, result_type=PersonResult)

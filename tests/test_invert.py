@@ -74,12 +74,89 @@ def write_tiny_store(tmp_path, manifest: str = MANIFEST):
 
 
 def test_invert_reports_missing_models_by_name(tmp_path, monkeypatch, capsys):
+    """Encoder "auto" (the default) needs no encoder (projection stands in), but the generator and the LPIPS
+    backbone are still required and named; an explicit --encoder e4e still requires e4e."""
     monkeypatch.setenv("TALKSTUDIO_DATA_DIR", str(tmp_path))
     rc = main(["invert", "--image", str(sample("images/taylor_256px.jpg")), "--output", str(tmp_path / "r.png")])
     err = capsys.readouterr().err
     assert rc == 2 and "stylegan2-ffhq-config-f.pt" in err and "alexnet-owt-7be5be79.pth" in err
-    assert "e4e_ffhq_encode.pt" in err and "talkstudio models import" in err
+    assert "needs 2 model files" in err and "e4e_ffhq_encode.pt" not in err and "talkstudio models import" in err
     assert not (tmp_path / "r.png").exists()
+    rc = main(["invert", "--image", str(sample("images/taylor_256px.jpg")), "--output", str(tmp_path / "r.png"),
+               "--encoder", "e4e"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "needs 3 model files" in err and "e4e_ffhq_encode.pt" in err
+    assert not (tmp_path / "r.png").exists()
+
+
+def test_auto_encoder_prefers_e4e_then_psp_then_projection():
+    from studio.core.errors import ConfigError
+    from studio.engine.neural.invert import resolve_encoder
+
+    both = resolve_encoder("auto", installed={"e4e-ffhq-encode", "psp-ffhq-encode"})
+    assert both.encoder == "e4e" and "e4e" in both.message
+    psp = resolve_encoder("auto", installed={"psp-ffhq-encode", "stylegan2-ffhq-config-f"})
+    assert psp.encoder == "psp" and "pSp" in psp.message and "e4e_ffhq_encode.pt" in psp.message
+    none = resolve_encoder("auto", installed={"stylegan2-ffhq-config-f", "lpips-alexnet"}, projection_steps=30)
+    assert none.encoder is None and none.label == "projection"
+    assert "projection (30 steps in W" in none.message and "e4e" in none.message and "faster" in none.message
+    assert none.notice().level == "note"
+    # explicit choices are kept (and say nothing); None and "none" are projection alone
+    assert resolve_encoder("psp", installed=set()).encoder == "psp" and resolve_encoder("psp").message == ""
+    assert resolve_encoder(None).encoder is None and resolve_encoder("none").encoder is None
+    with pytest.raises(ConfigError, match="unknown encoder"):
+        resolve_encoder("restyle")
+
+
+def test_invert_without_an_encoder_projects_and_saves_code_and_noise(tiny_store, capsys):
+    """Only the generator and the LPIPS backbone installed: "auto" projects (and says so); the latent file
+    holds w_plus and the optimised noise maps, and rendering it again gives the reconstruction exactly."""
+    from safetensors import safe_open
+
+    from studio.engine.neural.invert import Inversion, invert_photo, load_latent, render_latent, save_latent, to_image
+    from studio.models import store
+
+    for name in ("stylegan2-ffhq-config-f.pt", "alexnet-owt-7be5be79.pth"):
+        assert main(["models", "import", str(tiny_store / name)]) == 0
+    capsys.readouterr()
+    photo = sample("images/woman_brown_hair_624px.jpg")
+    out, latent = tiny_store / "recon.png", tiny_store / "w.safetensors"
+    assert main(["invert", "--image", str(photo), "--output", str(out), "--latent", str(latent),
+                 "--steps", "3", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "note: encoder auto: no image encoder is installed" in captured.err
+    assert "e4e_ffhq_encode.pt" in captured.err and "faster" in captured.err
+    assert "projection (w)" in captured.out and out.exists()
+    n_noise = Generator(**TINY_G).num_noise
+    with safe_open(str(latent), "pt") as f:
+        keys = set(f.keys())
+        assert keys == {"w_plus"} | {f"noise.{j}" for j in range(n_noise)}
+        assert f.metadata()["noises"] == str(n_noise) and f.metadata()["method"] == "projection (w)"
+    saved = load_latent(latent)
+    assert saved.w_plus.shape == (1, 10, 64) and len(saved.noises) == n_noise
+    assert torch.equal(saved.w_plus[0, 0], saved.w_plus[0, -1])  # a W projection: one code on every layer
+
+    # re-rendering from the file reproduces the inversion's crop, noise maps included
+    events = list(invert_photo(photo, steps=3))
+    inv = events[-1]
+    assert isinstance(inv, Inversion) and len(inv.noises) == n_noise
+    save_latent(tiny_store / "w2.safetensors", inv)
+    again = load_latent(tiny_store / "w2.safetensors")
+    g = store.load("stylegan2-ffhq-config-f")
+    assert np.array_equal(to_image(render_latent(g.module, again, generator_sha256=g.source_sha256)), inv.crop)
+    # the tiny random G has zero noise strengths (StyleGAN2's initialisation); with non-zero ones, as in a
+    # trained G, the saved maps are what is rendered (not G's own constant noise)
+    with torch.no_grad():
+        for name, param in g.module.named_parameters():
+            if name.endswith("noise.weight"):
+                param.fill_(0.5)
+    with_maps = to_image(render_latent(g.module, again))
+    assert np.array_equal(with_maps, to_image(render_latent(g.module, load_latent(tiny_store / "w2.safetensors"))))
+    assert not np.array_equal(with_maps, to_image(render_latent(g.module, type(again)(again.w_plus, [], "", ""))))
+    from studio.core.errors import ModelError
+
+    with pytest.raises(ModelError, match="another generator"):
+        render_latent(g.module, again, generator_sha256="0" * 64)
 
 
 def test_invert_with_tiny_models_writes_the_photo_with_a_generated_face(tiny_store, capsys):
@@ -89,8 +166,10 @@ def test_invert_with_tiny_models_writes_the_photo_with_a_generated_face(tiny_sto
     out, latent = tiny_store / "recon.png", tiny_store / "w.safetensors"
     assert main(["invert", "--image", str(photo), "--output", str(out), "--latent", str(latent),
                  "--steps", "5", "--quiet"]) == 0
-    printed = capsys.readouterr().out
-    assert "LPIPS" in printed and "PSNR" in printed
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "LPIPS" in printed and "PSNR" in printed and "e4e + 5 projection steps (w+)" in printed
+    assert "note: encoder auto: using the e4e encoder" in captured.err
     recon = cv2.imread(str(out))[:, :, ::-1]
     original = load_rgb("images/woman_brown_hair_624px.jpg")
     assert recon.shape == original.shape
@@ -105,6 +184,7 @@ def test_invert_with_tiny_models_writes_the_photo_with_a_generated_face(tiny_sto
     with safe_open(str(latent), "pt") as f:
         assert tuple(f.get_tensor("w_plus").shape) == (1, 10, 64)
         assert len(f.metadata()["generator_sha256"]) == 64
+        assert {f"noise.{j}" for j in range(Generator(**TINY_G).num_noise)} <= set(f.keys())
 
 
 def test_render_with_the_neural_engine_names_the_missing_files(tmp_path, monkeypatch, capsys):
@@ -113,5 +193,38 @@ def test_render_with_the_neural_engine_names_the_missing_files(tmp_path, monkeyp
                "--audio", str(sample("audio/english_short_16k_mono.wav")), "--output", str(tmp_path / "v.mp4")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
-    assert "stylegan2-ffhq-config-f.pt" in err[0] and "e4e_ffhq_encode.pt" in err[0]
+    # encoder "auto" with no encoder installed inverts by projection: the generator and the LPIPS backbone
+    # are named, and the hint says that importing e4e is the faster alternative
+    assert "stylegan2-ffhq-config-f.pt" in err[0] and "alexnet-owt-7be5be79.pth" in err[0]
+    assert "importing the e4e encoder (e4e_ffhq_encode.pt) instead is faster" in err[0]
     assert not (tmp_path / "v.mp4").exists()
+    rc = main(["render", "--engine", "neural", "--encoder", "psp", "--image", str(sample("images/taylor_256px.jpg")),
+               "--audio", str(sample("audio/english_short_16k_mono.wav")), "--output", str(tmp_path / "v.mp4")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "psp_ffhq_encode.pt" in err and "alexnet" not in err
+
+
+def test_neural_engine_auto_encoder_projects_the_identity_without_an_encoder(tiny_store):
+    """render --engine neural with only the generator and LPIPS backbone: w_I comes from projection in W."""
+    from studio.engine.neural.engine import NeuralEngine, NeuralIdentity, NeuralOptions
+    from studio.engine.pipeline import load_identity
+    from studio.models import store
+
+    options = NeuralOptions(projection_steps=3, discover_samples=8)
+    for name in ("stylegan2-ffhq-config-f.pt", "alexnet-owt-7be5be79.pth"):
+        store.import_model(tiny_store / name)
+    assert options.required_models() == ["stylegan2-ffhq-config-f", "lpips-alexnet"]
+    options.validate()
+    note = options.encoder_choice().notice()
+    assert note is not None and "projection (3 steps in W" in note.message
+    g = store.load("stylegan2-ffhq-config-f")
+    engine = NeuralEngine(g.module, g.source_sha256, None, options=options)
+    identity = load_identity(sample("images/woman_brown_hair_624px.jpg"))
+    state = [ev for ev in engine.prepare_identity(identity, None, fps=25.0, n_frames=1)][-1]
+    assert isinstance(state, NeuralIdentity) and state.w_identity.shape == (10, 64)
+    assert torch.equal(state.w_identity[0], state.w_identity[-1])  # W projection: the same code on every layer
+    avg = g.module.latent_avg.reshape(-1)
+    assert not torch.allclose(state.w_identity[0], avg)  # moved away from the mean face
+    store.import_model(tiny_store / "e4e_ffhq_encode.pt")
+    assert options.required_models() == ["stylegan2-ffhq-config-f", "e4e-ffhq-encode", "lpips-alexnet"]
+    assert options.encoder_choice().encoder == "e4e"

@@ -14,9 +14,6 @@ from studio.core.paths import data_dir
 from studio.engine.pipeline import ENGINES
 from studio.models import store
 
-#: what the neural engine needs: the generator and one of the encoders
-NEURAL_MODELS = ("stylegan2-ffhq-config-f", "e4e-ffhq-encode")
-
 
 @dataclass(frozen=True)
 class NeuralStatus:
@@ -32,9 +29,12 @@ def model_statuses() -> list[store.ModelStatus]:
 
 
 def neural_status() -> NeuralStatus:
-    """Available only when the engine is part of this version and its checkpoints are imported."""
+    """Available only when the engine is part of this version and the checkpoints of its default options
+    (encoder "auto": the generator plus e4e, else pSp, else the LPIPS backbone for projection) are imported."""
+    from studio.engine.neural.engine import NeuralOptions
+
     try:
-        store.require(*NEURAL_MODELS, feature="the neural engine")
+        NeuralOptions().validate()
     except ModelError as exc:
         return NeuralStatus(False, f"not installed: {exc.message}")
     if "neural" not in ENGINES:
@@ -43,11 +43,12 @@ def neural_status() -> NeuralStatus:
 
 
 def pti_status() -> NeuralStatus:
-    """Whether one-click personalisation (PTI) can run: the generator, an encoder and LPIPS are imported."""
+    """Whether one-click personalisation (PTI) can run: the generator and LPIPS are imported (the encoder
+    "auto" picks is used when there is one; without one, the pivot comes from projection alone)."""
     from studio.engine.neural.invert import required_models
 
     try:
-        store.require(*required_models("e4e", 1), feature="personalisation (PTI)")
+        store.require(*required_models("auto", 1), feature="personalisation (PTI)")
     except ModelError as exc:
         return NeuralStatus(False, f"not installed: {exc.message}")
     return NeuralStatus(True, "")

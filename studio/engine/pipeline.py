@@ -58,8 +58,10 @@ class RenderSettings:
         blink: "auto" (natural seeded blinks), "off", or "source" (the blinks of the pose or emotion video).
         crf: x264 constant rate factor (lower = better quality, bigger file).
         preset: x264 speed preset.
-        person: neural engine: a PTI person file (``talkstudio tune``). encoder: neural engine's E_I
-            ("e4e" or "psp"). projection_steps: neural engine: optimisation steps refining E_I's code.
+        person: neural engine: a PTI person file (``talkstudio tune``). encoder: neural engine's E_I:
+            "auto" (e4e if installed, else pSp, else optimisation-based projection), "e4e", "psp" or
+            "none". projection_steps: neural engine: optimisation steps refining E_I's code (without an
+            encoder: the projection's steps, 0 = 450).
         mouth: neural engine: "auto", "audio-model" or "directions" (see
             :class:`studio.engine.neural.engine.NeuralOptions`).
     """
@@ -78,7 +80,7 @@ class RenderSettings:
     crf: int = 18
     preset: str = "veryfast"
     person: Path | None = None
-    encoder: str = "e4e"
+    encoder: str = "auto"
     projection_steps: int = 0
     mouth: str = "auto"
 

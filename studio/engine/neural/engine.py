@@ -4,8 +4,9 @@ Seed paper, section 3 and Figure 2. Per frame t the W+ code is
 
     w_t = w_I + d_t^speech + sum_c control_c(t) * direction_c
 
-* w_I: the identity photo inverted by E_I (e4e or pSp, optionally refined by projection), or the pivot of
-  a PTI person file (then G is the tuned generator, paper section 3.2.2).
+* w_I: the identity photo inverted by E_I (e4e or pSp, optionally refined by projection; with encoder
+  "auto" and neither installed, by optimisation-based projection alone), or the pivot of a PTI person file
+  (then G is the tuned generator, paper section 3.2.2).
 * d_t^speech: with a trained speech-to-latent model installed (``talkstudio train audio``), E_A + D on the
   MFCC windows of the speech (paper eq. 1: d_t = h_t V), at 25 fps and resampled to the output rate;
   otherwise the viseme track of the lite engine (jaw/open/spread) drives the mouth directions discovered
@@ -40,15 +41,18 @@ class NeuralOptions:
     """Options of the neural engine.
 
     Attributes:
-        encoder: "e4e" or "psp" (E_I). projection_steps: optimisation steps refining E_I's code (0 = none;
-            they need the LPIPS backbone). person: a PTI person file (``talkstudio tune``): its tuned
-            generator and pivot are used. mouth: "auto" (the trained speech-to-latent model when installed,
-            else the discovered directions), "audio-model" or "directions". batch: frames per generator pass
-            (0 = 8 on CUDA, 1 on CPU). device: "cuda"/"cpu" (default: CUDA when present).
+        encoder: E_I: "auto" (e4e if installed, else pSp, else optimisation-based projection alone, in W
+            from the mean latent; a note says which), "e4e", "psp" or "none" (projection alone).
+            projection_steps: optimisation steps refining E_I's code (0 = none), or the projection's steps
+            without an encoder (0 = 450, PTI's); projection needs the LPIPS backbone. person: a PTI person
+            file (``talkstudio tune``): its tuned generator and pivot are used (no encoder is needed).
+            mouth: "auto" (the trained speech-to-latent model when installed, else the discovered
+            directions), "audio-model" or "directions". batch: frames per generator pass (0 = 8 on CUDA,
+            1 on CPU). device: "cuda"/"cpu" (default: CUDA when present).
         discover_samples: faces rendered to discover the directions the first time (per generator).
     """
 
-    encoder: str = "e4e"
+    encoder: str = "auto"
     projection_steps: int = 0
     person: Path | None = None
     mouth: str = "auto"
@@ -56,14 +60,46 @@ class NeuralOptions:
     device: str | None = None
     discover_samples: int = 96
 
+    def encoder_choice(self, installed=None):
+        """What ``encoder`` resolves to now (:func:`studio.engine.neural.invert.resolve_encoder`; "auto"
+        reads the store). Raises ConfigError for an unknown encoder."""
+        from studio.engine.neural.invert import resolve_encoder
+
+        return resolve_encoder(self.encoder, installed=installed, projection_steps=self.projection_steps)
+
+    def required_models(self, installed=None) -> list[str]:
+        """Store names these options need: the generator; without a person file, the encoder "auto"
+        resolves to, or the LPIPS backbone when projection alone inverts the face; the LPIPS backbone
+        for projection steps; the speech-to-latent model for mouth="audio-model".
+
+        Args:
+            installed: installed store names (default: read from the store).
+        """
+        from studio.engine.neural.invert import ENCODERS, GENERATOR, LPIPS_BACKBONE
+
+        names = [GENERATOR]
+        if self.person is None:
+            choice = self.encoder_choice(installed)
+            if choice.encoder is not None:
+                names.append(ENCODERS[choice.encoder])
+            else:
+                names.append(LPIPS_BACKBONE)
+        if self.projection_steps > 0 and LPIPS_BACKBONE not in names:
+            names.append(LPIPS_BACKBONE)
+        if self.mouth == "audio-model":
+            names.append(AUDIO_MODEL)
+        return names
+
     def validate(self) -> None:
-        """Raise :class:`ConfigError` / :class:`InputError` for a bad option, ModelError for missing models."""
+        """Raise :class:`ConfigError` / :class:`InputError` for a bad option, ModelError for missing models
+        (named; with encoder "auto" and no encoder installed, the hint adds that importing e4e replaces the
+        projection)."""
         from studio.core.errors import InputError
-        from studio.engine.neural.invert import ENCODERS, GENERATOR
+        from studio.engine.neural.invert import LPIPS_BACKBONE
         from studio.models import store
 
-        if self.encoder not in ENCODERS:
-            raise ConfigError(f"unknown encoder {self.encoder!r}", f"use one of: {', '.join(ENCODERS)}")
+        installed = set(store.installed_names())
+        choice = self.encoder_choice(installed)
         if self.mouth not in MOUTH_MODES:
             raise ConfigError(f"unknown mouth mode {self.mouth!r}", f"use one of: {', '.join(MOUTH_MODES)}")
         if self.projection_steps < 0 or self.batch < 0:
@@ -71,12 +107,17 @@ class NeuralOptions:
         if self.person is not None and not Path(self.person).is_file():
             raise InputError(f"person file not found: {self.person}",
                              "create one with `talkstudio tune --image PHOTO --output PERSON.safetensors`")
-        names = [GENERATOR] + ([] if self.person is not None else [ENCODERS[self.encoder]])
-        if self.projection_steps > 0:
-            names.append("lpips-alexnet")
-        if self.mouth == "audio-model":
-            names.append(AUDIO_MODEL)
-        store.require(*names, feature="the neural engine")
+        names = self.required_models(installed)
+        try:
+            store.require(*names, feature="the neural engine")
+        except ModelError as exc:
+            if (self.person is None and choice.requested == "auto" and choice.encoder is None
+                    and self.projection_steps == 0 and LPIPS_BACKBONE not in installed):
+                raise ModelError(exc.message, f"{exc.hint}; no image encoder is installed either, so the face "
+                                              "would be inverted by projection, which needs the LPIPS backbone: "
+                                              "importing the e4e encoder (e4e_ffhq_encode.pt) instead is faster"
+                                 ) from None
+            raise
 
 
 @dataclass
@@ -143,6 +184,8 @@ class NeuralEngine:
         cancel = cancel or CancelToken()
         monitor = monitor or ProgressMonitor()
         options.validate()
+        if options.person is None and (note := options.encoder_choice().notice()) is not None:
+            yield note  # which encoder "auto" picked (before a long projection starts)
         dev = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         yield monitor.event("load", 0, 3, "loading the generator")
         loaded = store.load(GENERATOR, device=dev)
@@ -203,7 +246,7 @@ class NeuralEngine:
         """
         from studio.engine.face.align import ffhq_alignment
         from studio.engine.face.paste import face_mask
-        from studio.engine.neural.invert import ENCODER_SIZE, ENCODERS, to_tensor
+        from studio.engine.neural.invert import ENCODER_SIZE, ENCODERS, PROJECTION_ONLY_STEPS, to_tensor
         from studio.models import store
 
         cancel = cancel or CancelToken()
@@ -216,18 +259,25 @@ class NeuralEngine:
             w_id = self.person_pivot.to(self.device)
             notes.append("identity code: the PTI person's pivot")
         else:
-            yield monitor.event("invert", 0, 1, f"encoding the face with {self.options.encoder}")
-            enc = store.load(ENCODERS[self.options.encoder], device=self.device)
-            small = to_tensor(align.resized(ENCODER_SIZE).crop(identity.image), self.device)
-            avg = enc.extras.get("latent_avg")
-            with torch.no_grad():
-                w = enc.module.encode(small, latent_avg=None if avg is None else avg.to(self.device))
-            if self.options.projection_steps > 0:
+            choice = self.options.encoder_choice()  # "auto" was announced by load()
+            w = None
+            if choice.encoder is not None:
+                yield monitor.event("invert", 0, 1, f"encoding the face with {choice.encoder}")
+                enc = store.load(ENCODERS[choice.encoder], device=self.device)
+                small = to_tensor(align.resized(ENCODER_SIZE).crop(identity.image), self.device)
+                avg = enc.extras.get("latent_avg")
+                with torch.no_grad():
+                    w = enc.module.encode(small, latent_avg=None if avg is None else avg.to(self.device))
+            else:
+                yield monitor.event("invert", 0, 1, "inverting the face by projection (no image encoder)")
+            if self.options.projection_steps > 0 or w is None:
                 from studio.engine.neural.perceptual import build_lpips
                 from studio.engine.neural.project import ProjectionConfig, ProjectionResult, project
 
                 target = to_tensor(align.crop(identity.image), self.device)
-                config = ProjectionConfig(steps=self.options.projection_steps, space="w+")
+                # as `invert`: an encoder's W+ is refined in W+; without one, PTI's W projection from the mean
+                steps = self.options.projection_steps or PROJECTION_ONLY_STEPS
+                config = ProjectionConfig(steps=steps, space="w+" if w is not None else "w")
                 for ev in project(g, target, build_lpips("alex", device=self.device), config=config, init=w,
                                   cancel=cancel, monitor=monitor.sub(0.0, 0.8)):
                     if isinstance(ev, ProjectionResult):

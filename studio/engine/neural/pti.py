@@ -432,7 +432,7 @@ def _video_targets(video: Path, frames: int, face_index: int) -> list[tuple[int,
 
 
 def tune_person(image: Path | None = None, video: Path | None = None, output: Path | None = None, *,
-                encoder: str | None = "e4e", steps: int = 350, frames: int = 16, projection_steps: int = 450,
+                encoder: str | None = "auto", steps: int = 350, frames: int = 16, projection_steps: int = 450,
                 config: TuneConfig | None = None, face_index: int = 0, device: str | torch.device | None = None,
                 cancel: CancelToken | None = None, monitor: ProgressMonitor | None = None
                 ) -> Iterator[Progress | PersonResult]:
@@ -440,12 +440,14 @@ def tune_person(image: Path | None = None, video: Path | None = None, output: Pa
 
     Args:
         image / video: exactly one source. output: the person ``.safetensors`` (its preview goes beside it).
-        encoder: "e4e", "psp" or None (projection alone). steps: max tuning steps. frames: video frames.
+        encoder: "auto" (e4e if installed, else pSp, else projection alone; a Notice says which), "e4e",
+            "psp", or "none"/None (projection alone). steps: max tuning steps. frames: video frames.
         projection_steps: projection steps per pivot (after the encoder, or alone from the mean latent).
         config: further tuning options (its steps/frames/projection_steps are overridden by the arguments).
 
     Yields:
-        Progress, then the :class:`PersonResult`. Nothing is written unless the whole job completes.
+        Progress, a Notice for encoder "auto", then the :class:`PersonResult`. Nothing is written unless the
+        whole job completes.
 
     Raises:
         ConfigError / OutputError (checked before any work), ModelError (missing checkpoints, named),
@@ -469,8 +471,8 @@ def _monotonic(events: Iterator, floor: list[float]) -> Iterator:
 
 def _tune_person(image, video, output, *, encoder, steps, frames, projection_steps, config, face_index, device,
                  cancel, monitor) -> Iterator[Progress | PersonResult]:
-    from studio.engine.neural.invert import (ENCODER_SIZE, ENCODERS, GENERATOR, invert_photo, required_models,
-                                             to_image, to_tensor)
+    from studio.engine.neural.invert import (ENCODER_SIZE, ENCODERS, GENERATOR, PROJECTION_ONLY_STEPS, Inversion,
+                                             invert_photo, required_models, resolve_encoder, to_image, to_tensor)
     from studio.engine.neural.perceptual import build_lpips
     from studio.engine.neural.project import ProjectionConfig, ProjectionResult, project
     from studio.engine.face.align import ffhq_alignment
@@ -484,15 +486,17 @@ def _tune_person(image, video, output, *, encoder, steps, frames, projection_ste
         raise ConfigError(f"unsupported person file type {output.suffix!r}", "name the person file .safetensors")
     if not output.parent.is_dir():
         raise OutputError(f"output folder does not exist: {output.parent}", "create it first")
-    if encoder is not None and encoder not in ENCODERS:
-        raise ConfigError(f"unknown encoder {encoder!r}", "use e4e, psp or none")
+    choice = resolve_encoder(encoder, projection_steps=projection_steps)
+    encoder = choice.encoder
     config = config or TuneConfig()
     config = TuneConfig(**{**config.__dict__, "steps": steps, "frames": frames, "projection_steps": projection_steps})
     config.validate()
     cancel = cancel or CancelToken()
     monitor = monitor or ProgressMonitor()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    store.require(*required_models(encoder, projection_steps), feature="person tuning (PTI)")
+    store.require(*required_models(encoder or "none", projection_steps), feature="person tuning (PTI)")
+    if choice.notice() is not None:
+        yield choice.notice()
 
     yield monitor.event("load", 0, 1, "loading the generator")
     loaded = store.load(GENERATOR, device=dev)
@@ -505,11 +509,11 @@ def _tune_person(image, video, output, *, encoder, steps, frames, projection_ste
         proj = projection_steps if (projection_steps > 0 or encoder is None) else 0
         for ev in invert_photo(Path(image), encoder=encoder, steps=proj, face_index=face_index, device=dev,
                                cancel=cancel, monitor=invert_part):
-            if isinstance(ev, Progress):
-                yield ev
-            else:
+            if isinstance(ev, Inversion):
                 targets.append(to_tensor(ev.target, dev))
                 pivots.append(ev.w_plus.to(dev))
+            else:
+                yield ev
     else:
         yield invert_part.event("frames", 0, 1, f"finding the face in {frames} frames")
         found = _video_targets(Path(video), frames, face_index)
@@ -527,7 +531,7 @@ def _tune_person(image, video, output, *, encoder, steps, frames, projection_ste
                     init = enc.module.encode(small, latent_avg=None if avg is None else avg.to(dev))
             w = init
             if projection_steps > 0 or enc is None:
-                pc = ProjectionConfig(steps=projection_steps if projection_steps > 0 else 450,
+                pc = ProjectionConfig(steps=projection_steps if projection_steps > 0 else PROJECTION_ONLY_STEPS,
                                       space="w+" if init is not None else "w")
                 for ev in project(g, target, lpips_model, config=pc, init=init, cancel=cancel, monitor=part):
                     if isinstance(ev, ProjectionResult):
