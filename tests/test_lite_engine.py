@@ -27,14 +27,38 @@ def _redetect(frame: np.ndarray):
 @pytest.mark.parametrize("name", ["woman_dark_hair_474px.png", "obama_official.jpg", "man_grey_hair_3511px.jpg"])
 def test_jaw_opens_the_mouth_monotonically(name):
     rgb, face, eng, ident = _prepared(name)
-    gaps = []
-    for a in (0.0, 0.4, 0.8):
-        p = _redetect(eng.render(ident, {"jaw": a, "open": a}))
-        gaps.append(T.inner_lip_gap(p) / T.mouth_width(p))
-    # closed at rest (even for a photo that smiles with its teeth showing), then wider and wider
-    assert gaps[0] < 0.08
-    assert gaps[0] + 0.05 < gaps[1] + 0.02 < gaps[2]
-    assert gaps[2] > 0.2
+    rel_gap = lambda p: T.inner_lip_gap(p) / T.mouth_width(p)  # noqa: E731
+    gaps = [rel_gap(_redetect(eng.render(ident, {"jaw": a, "open": a}))) for a in (0.0, 0.4, 0.8)]
+    photo = rel_gap(face.points)
+    # the photo's own mouth is the rest state: a closed mouth stays closed, parted lips (a smile showing
+    # its teeth) stay parted; speech opens from there, wider and wider
+    assert abs(gaps[0] - photo) < 0.03
+    assert gaps[0] - 0.01 < gaps[1] < gaps[2]
+    assert gaps[2] > max(0.2, photo + 0.03)
+    if photo < 0.05:
+        assert gaps[0] + 0.05 < gaps[1] + 0.02
+    # a lip contact closes any photo's mouth
+    assert rel_gap(_redetect(eng.render(ident, {"press": 1.0}))) < 0.08
+
+
+def test_an_open_mouth_photo_keeps_its_lips_parted_at_rest():
+    rgb, face, eng, ident = _prepared("obama_official.jpg")  # smiles with his teeth showing
+    assert ident.rig.shows_teeth
+    frame = eng.render(ident, {})
+    p = _redetect(frame)
+    assert abs(T.inner_lip_gap(p) - T.inner_lip_gap(face.points)) < 0.03 * T.mouth_width(face.points)
+    # the mouth region is the photo's own at rest
+    x0, y0 = face.points[list(T.IBUG_MOUTH_FROM_MEDIAPIPE)].min(axis=0).astype(int)
+    x1, y1 = face.points[list(T.IBUG_MOUTH_FROM_MEDIAPIPE)].max(axis=0).astype(int)
+    diff = np.abs(frame[y0:y1, x0:x1].astype(int) - rgb[y0:y1, x0:x1]).mean()
+    assert diff < 6.0, diff
+    # re-voicing video frames (rest_mouth="closed") still brings the photo's own lips together first
+    closed = LiteEngine(rest_mouth="closed")
+    p = _redetect(closed.render(closed.prepare(rgb, face), {}))
+    assert T.inner_lip_gap(p) / T.mouth_width(p) < 0.08
+    # and speech wider than the photo's own gap opens it further; narrower speech keeps the photo's gap
+    narrow = _redetect(eng.render(ident, {"jaw": 0.1, "open": 0.1}))
+    assert abs(T.inner_lip_gap(narrow) - T.inner_lip_gap(face.points)) < 0.05 * T.mouth_width(face.points)
 
 
 def test_nothing_moves_outside_the_head_region():

@@ -15,7 +15,7 @@ import numpy as np
 
 from studio.engine.face.detect import FaceLandmarks
 from studio.engine.lite.mouth import MouthPalette, shade_interior
-from studio.engine.lite.rig import BASES, HEAD_CONTROLS, FaceRig, Proportions
+from studio.engine.lite.rig import BASES, HEAD_CONTROLS, REST_MOUTHS, FaceRig, Proportions
 from studio.engine.lite.warp import invert_field, upsample
 
 
@@ -38,12 +38,18 @@ class LiteEngine:
 
     Args:
         proportions: articulation ranges (see :class:`~studio.engine.lite.rig.Proportions`).
+        rest_mouth: the rest state of the rigs :meth:`prepare` builds: ``"photo"`` (default) keeps the
+            photo's own lip gap at rest and opens from it; ``"closed"`` brings the lips together first
+            (see :class:`~studio.engine.lite.rig.FaceRig`).
     """
 
     name = "lite"
 
-    def __init__(self, *, proportions: Proportions = Proportions()) -> None:
+    def __init__(self, *, proportions: Proportions = Proportions(), rest_mouth: str = "photo") -> None:
+        if rest_mouth not in REST_MOUTHS:
+            raise ValueError(f"rest_mouth must be one of {REST_MOUTHS}, got {rest_mouth!r}")
         self.proportions = proportions
+        self.rest_mouth = rest_mouth
 
     def prepare(self, image: np.ndarray, face: FaceLandmarks, *, rig: FaceRig | None = None) -> LiteIdentity:
         """Build the rig and colour palette for one photo.
@@ -58,7 +64,8 @@ class LiteEngine:
             raise ValueError(f"expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
         image = np.ascontiguousarray(image)
         if rig is None:
-            rig = FaceRig(face.points, image.shape[:2], depth=face.depth, proportions=self.proportions)
+            rig = FaceRig(face.points, image.shape[:2], depth=face.depth, proportions=self.proportions,
+                          rest_mouth=self.rest_mouth)
         palette = MouthPalette.from_photo(image, face.points, rig.gap0, rig.M)
         window = self._mouth_window(rig)
         upper_edge = 0.4 * rig.gap0 / 2 if rig.shows_teeth else 0.05 * rig.M

@@ -12,6 +12,12 @@ lower inner lip); outside the mouth corners the two layers agree, so the face st
 more layers drive the mouth interior: ``skull`` (head motion only: upper teeth are fixed to the skull)
 and ``jaw`` (head motion plus the jaw: lower teeth and tongue ride on the mandible).
 
+The photo's own mouth is the rest state (``rest_mouth="photo"``, what a photo is animated with): a photo
+that shows its lips parted keeps them parted when silent, and speech opens from there; only lip contacts
+(M/B/P press, F/V teeth) and openings narrower than it bring the lips together (see
+:meth:`FaceRig.coefficients`). ``rest_mouth="closed"`` (the default, used to re-voice video frames whose
+mouth carries their own speech) always brings the inner lips together first.
+
 All lengths come from the face itself (mouth width ``M``, face height ``H``), so the rig is
 resolution-independent. Control units: mouth controls in [0, 1] (see :class:`MouthTrack`), blinks in
 [0, 1], yaw/pitch/roll in degrees, tx/ty as fractions of the face height, scale as a relative change.
@@ -29,6 +35,10 @@ from studio.engine.face import topology as T
 CONTROLS = ("jaw", "open", "spread", "press", "teeth", "blink_l", "blink_r",
             "yaw", "pitch", "roll", "tx", "ty", "scale", "smile", "brow", "brow_inner", "eyes")
 HEAD_CONTROLS = ("yaw", "pitch", "roll", "tx", "ty", "scale")
+REST_MOUTHS = ("closed", "photo")
+# the speech opening s and the photo's own lip gap g0 combine as (g0^p + s^p)^(1/p): a smooth maximum,
+# so the photo's gap is kept while speech asks for less and wider shapes open beyond it
+_REST_SOFTMAX_P = 2.0
 # internal bases: the mouth controls map onto these (see FaceRig.coefficients)
 BASES = ("close", "upper_raise", "lower_drop", "jaw", "spread", "press", "smile", "brow", "brow_inner",
          "brow_knit", "yaw", "pitch", "roll", "tx", "ty", "scale")
@@ -60,6 +70,10 @@ class Proportions:
     press_m: float = 0.03  # lips roll in at press = 1, fraction of M
     teeth_raise_m: float = 0.065  # F/V: upper lip rise at teeth = 1, fraction of M
     teeth_tuck_m: float = 0.02  # F/V: lower lip rises under the upper teeth, fraction of M
+    # as the lips part they stretch vertically and the corners come in: each corner moves towards the
+    # centre by this fraction of the opening the speech adds at the mouth centre (a rendered opening
+    # otherwise reads as a wider mouth, where real mouths keep or lose width as they open)
+    corner_in_open: float = 0.15
 
 
 class FaceRig:
@@ -70,6 +84,9 @@ class FaceRig:
         image_size: (height, width) of the photo in pixels.
         depth: (478,) relative landmark depth in pixels (MediaPipe z; negative = towards the camera).
         proportions: articulation ranges.
+        rest_mouth: ``"closed"``: the inner lips are brought together at rest (the photo's own opening is
+            always closed first); ``"photo"``: the photo's own lip gap is the rest state (see
+            :meth:`coefficients`).
 
     Attributes:
         roi: (x0, y0, x1, y1) integer pixel box that contains every non-zero displacement.
@@ -79,7 +96,10 @@ class FaceRig:
     """
 
     def __init__(self, points: np.ndarray, image_size: tuple[int, int], *, depth: np.ndarray | None = None,
-                 proportions: Proportions = Proportions()) -> None:
+                 proportions: Proportions = Proportions(), rest_mouth: str = "closed") -> None:
+        if rest_mouth not in REST_MOUTHS:
+            raise ValueError(f"rest_mouth must be one of {REST_MOUTHS}, got {rest_mouth!r}")
+        self.rest_mouth = rest_mouth
         p = np.asarray(points, dtype=np.float64)
         if p.shape != (478, 2):
             raise ValueError(f"expected (478, 2) landmarks, got {p.shape}")
@@ -397,12 +417,13 @@ class FaceRig:
         g = {name: float(controls.get(name, 0.0)) for name in CONTROLS}
         pr, M, H = self.prop, self.M, self.H
         c = np.zeros(len(BASES), dtype=np.float32)
-        c[_B["close"]] = 1.0
         c[_B["jaw"]] = g["jaw"] * pr.jaw_drop_h * H
         c[_B["upper_raise"]] = (g["open"] * pr.upper_raise_m + g["teeth"] * pr.teeth_raise_m) * M
         c[_B["lower_drop"]] = (g["open"] * pr.lower_drop_m - g["teeth"] * pr.teeth_tuck_m) * M
+        opening = float(c[_B["jaw"]] + c[_B["upper_raise"]] + c[_B["lower_drop"]])
+        c[_B["close"]] = self._closure(opening, max(g["press"], g["teeth"], 0.0))
         spread = g["spread"]
-        c[_B["spread"]] = spread * pr.spread_m * M * (1.0 if spread >= 0 else 1.4)
+        c[_B["spread"]] = spread * pr.spread_m * M * (1.0 if spread >= 0 else 1.4) - pr.corner_in_open * max(opening, 0.0)
         c[_B["press"]] = g["press"] * pr.press_m * M
         c[_B["smile"]] = np.clip(g["smile"], -1.0, 1.0)
         c[_B["brow"]] = np.clip(g["brow"], -1.0, 1.0)
@@ -415,6 +436,24 @@ class FaceRig:
         c[_B["ty"]] = g["ty"] * H
         c[_B["scale"]] = g["scale"]
         return c
+
+    def _closure(self, opening: float, contact: float) -> float:
+        """Coefficient of the ``close`` basis (the fraction of the photo's own lip gap taken away).
+
+        ``opening`` is the gap the speech controls add at the mouth centre (pixels) and ``contact`` how far
+        the lips are pressed together or tucked under the teeth, [0, 1]. With ``rest_mouth="photo"`` the
+        centre gap is the smooth maximum of the photo's gap g0 and that opening, (g0^p + s^p)^(1/p): the
+        photo's parted lips stay as they are at rest and while speech asks for less, and open shapes wider
+        than them open further; contacts still close the lips completely.
+        """
+        g0 = self.gap0
+        if self.rest_mouth == "closed" or g0 < 1.0:
+            return 1.0
+        s = max(opening, 0.0)
+        p = _REST_SOFTMAX_P
+        gap = (g0 ** p + s ** p) ** (1.0 / p)
+        keep = float(np.clip((g0 + s - gap) / g0, 0.0, 1.0))
+        return max(keep, min(contact, 1.0))
 
     @staticmethod
     def eye_closure(controls: dict[str, float]) -> tuple[float, float]:
