@@ -105,6 +105,14 @@ def test_n_frames_override_pads_with_rest() -> None:
     assert short.n_frames == 10
 
 
+def test_loudness_alone_leaves_the_lip_width_neutral() -> None:
+    # loudness tells how wide the mouth opens, not whether the lips spread or round
+    x, sr = _grid()
+    track = analyze_speech(x, sr, fps=25, use_phones=False)
+    assert track.open.max() > 0.3
+    assert np.all(track.spread == 0)
+
+
 # ------------------------------------------------------------------------------------------
 # loudness
 

@@ -733,6 +733,10 @@ def analyze_speech(
     loud[: n_steps - lead] = lv.loud[lead:]
     loud[n_steps - lead :] = 0.0
     loud[hold] = lv.loud[hold]
+    # steps whose shape comes from the loudness alone (no phone): anticipated like the shapes
+    loud_only = np.zeros(n_steps, bool)
+    loud_only[: n_steps - lead] = no_phone[lead:]
+    loud_only[hold] = no_phone[hold]
 
     # lip closures (B/P occlusion, M), kept only when their phone touches speech
     centres = (np.arange(n_steps) + 0.5) * _STEP_S
@@ -755,9 +759,13 @@ def analyze_speech(
     # ---- targets
     table = np.asarray([VISEME_TARGETS[v] for v in VISEMES], np.float64)
     tgt = table[ant]  # (S, 5)
+    # loudness tells how wide the mouth opens, nothing about the lips' spreading or rounding: shapes
+    # chosen by the loudness alone keep the lips' width neutral
+    tgt[loud_only & (ant != A) & (ant != G), 2] = 0.0
     if decoded and _DECODED_WEIGHT < 1.0:
         free = (ant != X) & (ant != A) & (ant != G)
         gen = table[_energy_shape(loud)]
+        gen[:, 2] = 0.0
         tgt[free] = _DECODED_WEIGHT * tgt[free] + (1.0 - _DECODED_WEIGHT) * gen[free]
     scale = np.where(ant == X, 0.0, loud)
     tgt[:, 0] *= scale
