@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     mi = msub.add_parser("import", help="verify a downloaded checkpoint and store it (as safetensors)")
     mi.add_argument("file", type=Path, metavar="FILE", help="the checkpoint you downloaded")
     mi.add_argument("--name", help="manifest name, when the file cannot be identified by itself")
+    mi.add_argument("--verbose", action="store_true",
+                    help="when the keys or shapes do not match, list every missing key, unexpected key and wrong "
+                         "shape (the error names the first few)")
     msub.add_parser("verify", help="re-hash every stored model against the store's index")
     mp = msub.add_parser("path", help="where a model's weights live (or the store folder)")
     mp.add_argument("name", nargs="?", help="manifest name (default: print the store folder)")
@@ -306,7 +309,17 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print(store.model_path(args.name) if args.name else model_dir())
         return 0
     if args.models_command == "import":
-        status = store.import_model(args.file, name=args.name)
+        from studio.models.registry import StateMismatchError
+
+        try:
+            status = store.import_model(args.file, name=args.name)
+        except StateMismatchError as exc:
+            if args.verbose:
+                print(exc.details(), file=sys.stderr)
+            elif exc.truncated:
+                n = len(exc.missing) + len(exc.unexpected) + len(exc.wrong_shape)
+                exc.hint = f"{exc.hint}; add --verbose to list all {n} mismatches"
+            raise
         print(f"imported {args.file} as {status.name}: {status.path} ({status.detail})")
         return 0
     statuses = store.verify() if args.models_command == "verify" else store.list_models()

@@ -511,3 +511,222 @@ def test_real_stylegan2_generator_roundtrip(env, tmp_path):
     assert torch.equal(loaded.extras["latent_avg"], latent_avg)
     if "latent_avg" in loaded.module._buffers:  # the Generator's non-persistent buffer is filled in
         assert torch.equal(loaded.module.latent_avg, latent_avg)
+
+
+# --------------------------------------------------------------------------------------------
+# A real pSp encoder through `talkstudio models import`
+# --------------------------------------------------------------------------------------------
+
+TINY_PSP_BLOCKS = [[32, 16, 1], [16, 24, 1], [24, 32, 1], [32, 48, 1]]
+TINY_PSP_MANIFEST = f"""
+schema_version = 1
+
+[models.psp-ffhq-encode]
+file = "psp_ffhq_encode.pt"
+kind = "encoder"
+title = "tiny pSp"
+urls = ["https://example.org/psp_ffhq_encode.pt"]
+license = "test"
+needed_for = ["render --engine neural"]
+layout = "psp"
+state_key = "state_dict"
+prefix = "encoder."
+extra = ["latent_avg", "opts"]
+architecture = {{ class = "studio.models.encoders:GradualStyleEncoder", kwargs = {{ n_styles = 10, style_dim = 32, blocks = {TINY_PSP_BLOCKS} }} }}
+match_opts = {{ encoder_type = "GradualStyleEncoder" }}
+"""
+
+
+def test_real_psp_encoder_imports_through_the_cli_and_encodes_identically(tmp_path, monkeypatch, capsys):
+    """A tiny real GradualStyleEncoder saved as upstream pSp saves it (``state_dict`` with encoder.* and
+    decoder.* weights, ``latent_avg``, ``opts`` with encoder_type) -> `talkstudio models import` ->
+    safetensors (encoder weights only) -> store.load: the same codes as the original module."""
+    from safetensors import safe_open
+
+    from studio.cli import main
+    from studio.models.encoders import GradualStyleEncoder
+    from studio.models.stylegan2 import Generator
+
+    monkeypatch.setenv("TALKSTUDIO_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv(store.MANIFEST_ENV, str(tmp_path / "manifest.toml"))
+    monkeypatch.setattr(store, "_VERIFIED", {})
+    (tmp_path / "manifest.toml").write_text(TINY_PSP_MANIFEST)
+    torch.manual_seed(0)
+    enc = GradualStyleEncoder(n_styles=10, style_dim=32, blocks=TINY_PSP_BLOCKS).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, as in trained weights
+        for m in enc.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    decoder = Generator(size=64, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=32)
+    latent_avg = torch.randn(10, 32)
+    state = {f"encoder.{k}": v for k, v in enc.state_dict().items()}
+    state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
+    opts = {"encoder_type": "GradualStyleEncoder", "start_from_latent_avg": True, "n_styles": 10,
+            "output_size": 64, "learn_in_w": False, "checkpoint_path": None}
+    src = save({"state_dict": state, "latent_avg": latent_avg, "opts": opts}, tmp_path / "download.pt")
+
+    assert main(["models", "import", str(src)]) == 0  # identified by content (layout, opts.encoder_type)
+    out = capsys.readouterr().out
+    assert "as psp-ffhq-encode" in out and "imported from download.pt (sha256" in out
+    stored = store.model_path("psp-ffhq-encode")
+    with safe_open(str(stored), "pt") as fh:
+        keys = set(fh.keys())
+    assert keys == {*enc.state_dict(), "__extra__.latent_avg"}  # the decoder is not kept
+
+    loaded = store.load("psp-ffhq-encode")
+    assert isinstance(loaded.module, GradualStyleEncoder) and not loaded.module.training
+    assert loaded.extras["opts"]["encoder_type"] == "GradualStyleEncoder"
+    assert torch.equal(loaded.extras["latent_avg"], latent_avg)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        expected = enc.encode(images, latent_avg=latent_avg)
+        got = loaded.module.encode(images, latent_avg=loaded.extras["latent_avg"])
+    assert got.shape == (2, 10, 32) and torch.equal(got, expected)
+
+
+# --------------------------------------------------------------------------------------------
+# Key/shape mismatches: short message, full lists
+# --------------------------------------------------------------------------------------------
+
+
+def _mismatched_generator(downloads: Path) -> tuple[Path, dict, dict]:
+    """A rosinality file whose g_ema has other shapes (style_dim 16, 6 channels) and half its keys renamed."""
+    expected = TinyGenerator().state_dict()
+    other = TinyGenerator(style_dim=16, channels=6).state_dict()
+    keys = list(other)
+    renamed = {(f"old.{k}" if i % 2 else k): v for i, (k, v) in enumerate(other.items())}
+    assert len(keys) >= 8
+    return save({"g_ema": renamed, "latent_avg": torch.randn(8)}, downloads / "stylegan2-ffhq-config-f.pt"), \
+        expected, renamed
+
+
+def test_mismatch_error_carries_every_missing_unexpected_and_wrong_shape(env):
+    downloads, man = env
+    src, expected, renamed = _mismatched_generator(downloads)
+    with pytest.raises(registry.StateMismatchError) as err:
+        store.import_model(src, manifest=man)
+    exc = err.value
+    assert isinstance(exc, ModelError)
+    assert exc.missing == [k for k in expected if k not in renamed]
+    assert exc.unexpected == [k for k in renamed if k not in expected]
+    assert exc.wrong_shape == [(k, tuple(expected[k].shape), tuple(renamed[k].shape))
+                               for k in expected if k in renamed and expected[k].shape != renamed[k].shape]
+    assert exc.missing and exc.unexpected and exc.wrong_shape
+    # the message stays short; the details list everything, one per line
+    details = exc.details()
+    for key in exc.missing + exc.unexpected + [k for k, _e, _g in exc.wrong_shape]:
+        assert f"    {key}" in details
+    assert f"{len(exc.missing)} missing key(s):" in details
+    assert store_files() == []
+
+
+def test_models_import_lists_all_mismatches_with_verbose(tmp_path, monkeypatch, capsys):
+    from studio.cli import main
+
+    monkeypatch.setenv("TALKSTUDIO_DATA_DIR", str(tmp_path / "data"))
+    write_manifest(tmp_path / "manifest.toml")
+    monkeypatch.setenv(store.MANIFEST_ENV, str(tmp_path / "manifest.toml"))
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    # many keys: more than the message previews
+    big = {f"extra.{i}": torch.zeros(1) for i in range(10)}
+    state = {**TinyGenerator().state_dict(), **big}
+    src = save({"g_ema": state, "latent_avg": torch.randn(8)}, downloads / "stylegan2-ffhq-config-f.pt")
+    assert main(["models", "import", str(src)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "10 unexpected key(s)" in err[0] and "... and 4 more" in err[0]
+    assert "add --verbose to list all 10 mismatches" in err[0] and "extra.9" not in err[0]
+    assert main(["models", "import", str(src), "--verbose"]) == 2
+    err = capsys.readouterr().err
+    assert all(f"    extra.{i}\n" in err for i in range(10)) and "  10 unexpected key(s):" in err
+    assert err.strip().splitlines()[-1].startswith("error: ") and "--verbose" not in err.splitlines()[-1]
+    assert not (tmp_path / "data" / "models" / "gen.safetensors").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# `talkstudio models list | verify | path`
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_store(tmp_path, monkeypatch):
+    """An isolated store (TALKSTUDIO_DATA_DIR, TALKSTUDIO_MANIFEST) with the tiny generator imported."""
+    monkeypatch.setenv("TALKSTUDIO_DATA_DIR", str(tmp_path / "data"))
+    write_manifest(tmp_path / "manifest.toml")
+    monkeypatch.setenv(store.MANIFEST_ENV, str(tmp_path / "manifest.toml"))
+    monkeypatch.setattr(store, "_VERIFIED", {})
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    store.import_model(save(rosinality_ckpt(), downloads / "stylegan2-ffhq-config-f.pt"))
+    return tmp_path
+
+
+def _model_blocks(out: str) -> dict[str, str]:
+    """`models list` output split into one text block per model name."""
+    blocks, name = {}, None
+    for line in out.splitlines():
+        if line and not line.startswith(" ") and not line.startswith("model store:"):
+            name = line.split()[0]
+            blocks[name] = line + "\n"
+        elif name is not None:
+            blocks[name] += line + "\n"
+    return blocks
+
+
+def test_models_list_cli(cli_store, capsys):
+    from studio.cli import main
+
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"model store: {cli_store / 'data' / 'models'}\n")
+    blocks = _model_blocks(out)
+    assert list(blocks) == ["gen", "psp", "e4e", "sync"]
+    size = (cli_store / "data" / "models" / "gen.safetensors").stat().st_size
+    assert "installed" in blocks["gen"] and f"{size / 1e6:.1f} MB" in blocks["gen"]
+    assert "stylegan2-ffhq-config-f.pt" in blocks["gen"] and "download:" not in blocks["gen"]
+    assert "needed for: render --engine neural" in blocks["gen"] and "license: test" in blocks["gen"]
+    for name, file in (("psp", "psp_ffhq_encode.pt"), ("e4e", "e4e_ffhq_encode.pt"), ("sync", "syncnet_v2.model")):
+        assert "missing" in blocks[name] and "not imported" in blocks[name]
+        assert f"download: https://example.org/{file}" in blocks[name]
+    assert "needed for: eval" in blocks["sync"]
+
+
+def test_models_list_points_at_a_download_in_the_model_folder(cli_store, capsys):
+    from studio.cli import main
+
+    pending = cli_store / "data" / "models" / "e4e_ffhq_encode.pt"
+    pending.write_bytes(b"x")
+    assert main(["models", "list"]) == 0
+    assert f"found {pending}: run `talkstudio models import {pending}`" in _model_blocks(
+        capsys.readouterr().out)["e4e"]
+
+
+def test_models_verify_cli_exit_status_follows_corruption(cli_store, capsys):
+    from studio.cli import main
+
+    assert main(["models", "verify"]) == 0
+    assert "installed" in _model_blocks(capsys.readouterr().out)["gen"]
+    path = cli_store / "data" / "models" / "gen.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-40:-24] = bytes(b ^ 0x55 for b in data[-40:-24])  # same size: only the hash can tell
+    path.write_bytes(bytes(data))
+    assert main(["models", "list"]) == 0  # list only compares sizes
+    capsys.readouterr()
+    assert main(["models", "verify"]) == 1
+    block = _model_blocks(capsys.readouterr().out)["gen"]
+    assert "corrupt" in block and "differs from the imported" in block
+    assert "download: https://example.org/stylegan2-ffhq-config-f.pt" in block
+
+
+def test_models_path_cli(cli_store, capsys):
+    from studio.cli import main
+
+    assert main(["models", "path"]) == 0
+    assert capsys.readouterr().out.strip() == str(cli_store / "data" / "models")
+    assert main(["models", "path", "psp"]) == 0  # where it will live, installed or not
+    assert capsys.readouterr().out.strip() == str(cli_store / "data" / "models" / "psp.safetensors")
+    assert main(["models", "path", "stylegan3"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "error: unknown model 'stylegan3'" in captured.err
+    assert "gen, psp, e4e, sync" in captured.err

@@ -82,6 +82,7 @@ OPTIONAL_KEY_SUFFIX = ".num_batches_tracked"
 
 _HASH_CHUNK = 1 << 20
 _PREVIEW = 6  # names listed in an error before "... and N more"
+_PREVIEW_SHAPES = 4  # wrong shapes listed in a key/shape mismatch error before "... and N more"
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,6 +95,47 @@ def _preview(items: Iterable[str], limit: int = _PREVIEW) -> str:
     items = list(items)
     shown = ", ".join(items[:limit])
     return f"{shown} ... and {len(items) - limit} more" if len(items) > limit else shown
+
+
+class StateMismatchError(ModelError):
+    """Keys or shapes of a checkpoint do not match the architecture (raised by :func:`check_state`).
+
+    The message names the first few of each kind ("... and N more"); the full lists are attributes, and
+    :meth:`details` lists them all (``talkstudio models import FILE --verbose`` prints it).
+
+    Attributes:
+        missing: every key the architecture needs that the file lacks, in the architecture's order.
+        unexpected: every key of the file the architecture does not have, in the file's order.
+        wrong_shape: ``(key, expected shape, shape in the file)`` for every key whose shape differs.
+        source / target: the file and what it was checked against (for :meth:`details`).
+    """
+
+    def __init__(self, message: str, hint: str = "", *, missing: list[str], unexpected: list[str],
+                 wrong_shape: list[tuple[str, tuple[int, ...], tuple[int, ...]]], source: str = "",
+                 target: str = "") -> None:
+        super().__init__(message, hint)
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.wrong_shape = list(wrong_shape)
+        self.source = source
+        self.target = target
+
+    @property
+    def truncated(self) -> bool:
+        """True when the message leaves names out (more than it previews of some kind)."""
+        return (len(self.missing) > _PREVIEW or len(self.unexpected) > _PREVIEW
+                or len(self.wrong_shape) > _PREVIEW_SHAPES)
+
+    def details(self) -> str:
+        """Every missing key, unexpected key and wrong shape, one per line (no limit)."""
+        lines = [f"{self.source} does not match {self.target}:"]
+        for title, items in (("missing key(s)", self.missing), ("unexpected key(s)", self.unexpected),
+                             ("wrong shape(s)", [f"{k}: expected {_fmt_shape(e)}, got {_fmt_shape(g)}"
+                                                 for k, e, g in self.wrong_shape])):
+            if items:
+                lines.append(f"  {len(items)} {title}:")
+                lines.extend(f"    {item}" for item in items)
+        return "\n".join(lines)
 
 
 def _shape(value: Any) -> tuple[int, ...]:
@@ -741,8 +783,9 @@ def check_state(
         hint: what was expected (checkpoint / layout) and what to do.
 
     Raises:
-        ModelError: naming the missing keys, the unexpected keys and each wrong shape
-            ("key: expected (a, b), got (c, d)"), long lists shortened with a count.
+        StateMismatchError: (a ModelError) naming the missing keys, the unexpected keys and each wrong
+            shape ("key: expected (a, b), got (c, d)"), long lists shortened with a count in the message;
+            the full lists are its ``missing`` / ``unexpected`` / ``wrong_shape`` attributes.
     """
     expected = expected_shapes(module_or_expected)
     got = {k: _shape(v) for k, v in state.items()}
@@ -751,8 +794,8 @@ def check_state(
     # with 0 for a state dict without version metadata, so its absence is not a mismatch.
     missing = [k for k in expected if k not in got and not k.endswith(OPTIONAL_KEY_SUFFIX)]
     unexpected = [k for k in got if k not in expected]
-    wrong = [f"{k}: expected {_fmt_shape(expected[k])}, got {_fmt_shape(got[k])}"
-             for k in expected if k in got and expected[k] != got[k]]
+    wrong_shape = [(k, expected[k], got[k]) for k in expected if k in got and expected[k] != got[k]]
+    wrong = [f"{k}: expected {_fmt_shape(e)}, got {_fmt_shape(g)}" for k, e, g in wrong_shape]
     if not (missing or unexpected or wrong):
         return
     if target is None:
@@ -768,9 +811,11 @@ def check_state(
     if unexpected:
         parts.append(f"{len(unexpected)} unexpected key(s): {_preview(unexpected)}")
     if wrong:
-        parts.append(f"{len(wrong)} wrong shape(s): {_preview(wrong, 4)}")
-    raise ModelError(f"{source} does not match {target}: " + "; ".join(parts),
-                     hint or "the file is a different model or configuration than the one expected")
+        parts.append(f"{len(wrong)} wrong shape(s): {_preview(wrong, _PREVIEW_SHAPES)}")
+    raise StateMismatchError(f"{source} does not match {target}: " + "; ".join(parts),
+                             hint or "the file is a different model or configuration than the one expected",
+                             missing=missing, unexpected=unexpected, wrong_shape=wrong_shape, source=source,
+                             target=target)
 
 
 def build_module(
