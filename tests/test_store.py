@@ -38,6 +38,7 @@ kind = "generator"
 title = "tiny generator"
 urls = ["https://example.org/stylegan2-ffhq-config-f.pt"]
 sha256 = "{gen_sha}"
+bytes = {gen_bytes}
 license = "test"
 needed_for = ["render --engine neural"]
 layout = "rosinality"
@@ -80,8 +81,8 @@ signature = {{ "netcnnaud.0.weight" = [4, 1, 3, 3] }}
 """
 
 
-def write_manifest(path: Path, *, gen_sha: str = "") -> store.Manifest:
-    path.write_text(TINY_MANIFEST.format(gen_sha=gen_sha), encoding="utf-8")
+def write_manifest(path: Path, *, gen_sha: str = "", gen_bytes: int = 0) -> store.Manifest:
+    path.write_text(TINY_MANIFEST.format(gen_sha=gen_sha, gen_bytes=gen_bytes), encoding="utf-8")
     return store.load_manifest(path)
 
 
@@ -118,6 +119,8 @@ def test_shipped_manifest_is_complete_and_consistent():
             "vgg16-397923af.pth", "syncnet_v2.model", "pt_inception-2015-12-05-6726825d.pth"} <= names
     for entry in man:
         assert entry.kind in store.KINDS and entry.license and entry.needed_for and entry.signature
+        # a full digest comes with its size (the two are stated together wherever a digest is known)
+        assert not entry.sha256 or entry.bytes
         # every public checkpoint says where to download it; the speech-to-latent model is trained locally
         assert entry.urls or entry.kind == "audio_model"
         assert not entry.sha256 or len(entry.sha256) == 64
@@ -315,6 +318,28 @@ def test_published_sha256_identifies_a_renamed_file(env, tmp_path):
     status = store.import_model(src, manifest=man)
     assert status.name == "gen"
     assert json.loads(store.index_path().read_text())["models"]["gen"]["verified_by"] == "published sha256"
+
+
+def test_published_size_never_overrules_the_hash(env, tmp_path):
+    """``bytes`` in the manifest: the hash decides. Right hash + another size in the manifest: accepted (the
+    manifest is wrong); wrong hash + other size: refused by its size; no published hash: only noted."""
+    downloads, _ = env
+    src = save(rosinality_ckpt(), downloads / "stylegan2-ffhq-config-f.pt")
+    size, digest = src.stat().st_size, hashlib.sha256(src.read_bytes()).hexdigest()
+    man = write_manifest(tmp_path / "a.toml", gen_sha=digest, gen_bytes=size + 1)
+    assert store.import_model(src, manifest=man).installed
+    assert json.loads(store.index_path().read_text())["models"]["gen"]["verified_by"] == "published sha256"
+    man = write_manifest(tmp_path / "b.toml", gen_sha="ab" * 32, gen_bytes=size + 1)
+    with pytest.raises(ModelError, match=f"has {size} bytes, stylegan2-ffhq-config-f.pt has {size + 1}: "
+                                         "corrupt or different file"):
+        store.import_model(src, manifest=man)
+    man = write_manifest(tmp_path / "c.toml", gen_sha="ab" * 32, gen_bytes=size)  # same size, other content
+    with pytest.raises(ModelError, match="has sha256 .* expected abababababababab...: corrupt or different file"):
+        store.import_model(src, manifest=man)
+    man = write_manifest(tmp_path / "d.toml", gen_bytes=size - 1)
+    assert store.import_model(src, manifest=man).installed
+    verified = json.loads(store.index_path().read_text())["models"]["gen"]["verified_by"]
+    assert verified.startswith("sha256 recorded at import") and f"{size} bytes, not the {size - 1} bytes" in verified
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty"])

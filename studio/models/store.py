@@ -507,15 +507,28 @@ def _identify(ckpt: Checkpoint, man: Manifest, explicit: ManifestEntry | None) -
 
 
 def _check_published(entry: ManifestEntry, src: Path, size: int, digest: str) -> str:
-    """Compare with the manifest's published size/hash; returns how the file was verified."""
-    how = f"sha256 recorded at import (none published for {entry.file})"
+    """Compare with the manifest's published hash and size; returns how the file was verified.
+
+    The hash decides: a file whose sha256 matches the published one (or prefix) is accepted even if the
+    manifest's ``bytes`` disagrees (then the manifest's size is wrong, not the file), and a file that does
+    not match is refused, saying so by its size when that differs too ("has N bytes, ... has M": a
+    truncated download). Without a published hash the size cannot prove anything either way: a different
+    size is only noted in the returned text (the index's ``verified_by``).
+
+    Raises:
+        ModelError: the sha256 does not match the published one ("corrupt or different file").
+    """
     hint = (f"download {entry.file} again from {entry.urls[0]}" if entry.urls else "download the file again")
-    if entry.bytes is not None and size != entry.bytes and entry.published_hash:
-        raise ModelError(f"{src.name} has {size} bytes, {entry.file} has {entry.bytes}: corrupt or different file",
-                         hint)
+    size_differs = entry.bytes is not None and size != entry.bytes
     if entry.published_hash:
+        if size_differs and not digest.startswith(entry.published_hash):
+            raise ModelError(f"{src.name} has {size} bytes, {entry.file} has {entry.bytes}: corrupt or different "
+                             "file", hint)
         registry.verify_sha256(src, entry.published_hash, actual=digest, hint=hint)
-        how = "published sha256" if entry.sha256 else f"published sha256 prefix {entry.sha256_prefix}"
+        return "published sha256" if entry.sha256 else f"published sha256 prefix {entry.sha256_prefix}"
+    how = f"sha256 recorded at import (none published for {entry.file})"
+    if size_differs:
+        how += f"; {size} bytes, not the {entry.bytes} bytes published for {entry.file}"
     return how
 
 
