@@ -33,11 +33,16 @@ def test_projection_lowers_lpips_and_l2(space):
     assert isinstance(result, ProjectionResult)
     assert result.w_plus.shape == (1, g.n_latent, 64)
     lp_hist, l2_hist = np.array(result.lpips), np.array(result.l2)
-    # clearly lower at the end, and the 10-step window means fall step after step
-    assert lp_hist[-10:].mean() < 0.9 * lp_hist[:10].mean()
-    assert l2_hist[-10:].mean() < 0.7 * l2_hist[:10].mean()
-    windows = l2_hist[: len(l2_hist) // 10 * 10].reshape(-1, 10).mean(axis=1)
-    assert np.all(np.diff(windows) < 0.02 * windows[0]), windows
+    assert len(lp_hist) == len(l2_hist) == 80
+    # both losses fall monotonically: every 10-step window mean is strictly below the one before (single
+    # steps are noisy: the projector adds decaying exploration noise to w). Measured on this face, W+:
+    # LPIPS 0.222 0.165 0.148 0.121 0.099 0.087 0.079 0.075, L2 1.05 0.38 0.23 0.17 0.13 0.10 0.088 0.081;
+    # W: LPIPS 0.240 ... 0.110 (smallest fall 0.003), L2 1.16 ... 0.163
+    lp_windows, l2_windows = lp_hist.reshape(-1, 10).mean(axis=1), l2_hist.reshape(-1, 10).mean(axis=1)
+    assert np.all(np.diff(lp_windows) < 0), lp_windows
+    assert np.all(np.diff(l2_windows) < 0), l2_windows
+    # and clearly lower at the end
+    assert lp_windows[-1] < 0.6 * lp_windows[0] and l2_windows[-1] < 0.2 * l2_windows[0]
     # the projected code reproduces its image deterministically with the optimised noise
     with torch.no_grad():
         a = g(result.w_plus, noise=result.noises)
@@ -51,21 +56,22 @@ def test_lpips_backbone_comes_from_the_store(tmp_path, monkeypatch):
         build_lpips("alex")
     assert "alexnet-owt-7be5be79.pth" in str(err.value.message) + str(err.value.hint)
     # a torchvision-layout AlexNet file imported into the store is mapped into LPIPS's slices (a random
-    # one here, so the test manifest drops the published hash prefix that the real file must match)
+    # one here, so the test manifest drops the published hash and prefix that the real file must match)
     import torchvision
 
     from conftest import REPO
+    from studio.models import store
 
     text = (REPO / "model_store" / "manifest.toml").read_text()
+    published = store.load_manifest(REPO / "model_store" / "manifest.toml")["lpips-alexnet"].sha256
     manifest = tmp_path / "manifest.toml"
-    manifest.write_text(text.replace('sha256_prefix = "7be5be79"', 'sha256_prefix = ""'))
+    manifest.write_text(text.replace('sha256_prefix = "7be5be79"', 'sha256_prefix = ""')
+                        .replace(f'sha256 = "{published}"', 'sha256 = ""'))
     monkeypatch.setenv("TALKSTUDIO_MANIFEST", str(manifest))
 
     alex = torchvision.models.alexnet(weights=None)
     src = tmp_path / "alexnet-owt-7be5be79.pth"
     torch.save(alex.state_dict(), src)
-    from studio.models import store
-
     store.import_model(src, name="lpips-alexnet")
     lp = build_lpips("alex")
     assert torch.equal(lp.net.slice1[0].weight, alex.features[0].weight)
