@@ -206,11 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="measure lip sync and image quality on real talking videos",
                        description="Render each real video from one of its frames and its own soundtrack, then "
-                                   "compare with the real frames (PSNR, SSIM, LMD, lip-gap correlation), beside "
-                                   "a static baseline. Writes report.md, report.json and plots to DIR.")
+                                   "compare with the real frames (PSNR, SSIM, LMD, lip-gap correlation; LSE-C/LSE-D "
+                                   "with syncnet_v2.model and FID with pt_inception-2015-12-05-6726825d.pth "
+                                   "imported by `talkstudio models import`), beside a static baseline. Writes "
+                                   "report.md, report.json and plots to DIR.")
     e.add_argument("videos", nargs="+", type=Path, metavar="VIDEO", help="talking-head videos with sound")
     e.add_argument("--report", required=True, type=Path, metavar="DIR", help="report folder (created)")
-    e.add_argument("--engine", default="lite", choices=["lite"], help="engine to evaluate (default: lite)")
+    e.add_argument("--engine", default="lite", choices=["lite", "neural"],
+                   help="engine to evaluate: lite, or neural (needs its models in the model store; default: lite)")
     e.add_argument("--identity-frame", type=int, default=0, help="frame used as the identity photo (default: 0)")
     e.add_argument("--pose-source", default="still", help="head motion while rendering (default: still)")
     e.add_argument("--max-seconds", type=float, default=60.0, help="evaluate at most this much of each video")
@@ -293,7 +296,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from studio.engine.eval.harness import EvalReport, run_eval
 
-    report = _consume(run_eval(args.videos, args.report, identity_frame=args.identity_frame,
+    report = _consume(run_eval(args.videos, args.report, engine=args.engine, identity_frame=args.identity_frame,
                                pose=args.pose_source, max_seconds=args.max_seconds),
                       quiet=args.quiet, result_type=EvalReport)
     print(report.markdown.read_text(encoding="utf-8"))
