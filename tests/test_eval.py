@@ -126,3 +126,32 @@ def test_ssim_matches_an_independent_reference():
     img = load_rgb("images/taylor_256px.jpg")
     blurred = np.clip(img.astype(np.float64) * 0.9 + 12, 0, 255).astype(np.uint8)
     assert ssim(img, blurred) == pytest.approx(_ssim_reference(img, blurred), abs=1e-9)
+
+
+def test_frames_without_a_face_are_counted_and_json_has_no_nan(tmp_path, monkeypatch):
+    from studio.engine.eval import harness
+
+    class Flaky(harness.FaceTracker):
+        """Loses the face on every third frame it sees."""
+
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.seen = 0
+
+        def update(self, rgb):
+            self.seen += 1
+            face = super().update(rgb)
+            return None if self.seen % 3 == 0 else face
+
+    monkeypatch.setattr(harness, "FaceTracker", Flaky)
+    monkeypatch.setenv("TALKSTUDIO_DATA_DIR", str(tmp_path / "data"))  # no SyncNet / Inception installed
+    report = list(run_eval([sample("video/grid_bbaf2n.mpg")], tmp_path / "rep", max_seconds=1.0))[-1]
+    r = report.results[0]
+    assert r.no_face == {"real": r.frames // 3, "lite": r.frames // 3}
+    assert f"| {r.frames // 3}/{r.frames // 3} |" in report.markdown.read_text()
+    text = report.json.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    data = json.loads(text)
+    assert data["videos"][0]["metrics"]["lite"]["lse_c"] is None  # not computed: null, and listed as such
+    assert set(data["unavailable"]) == {"LSE-C/LSE-D", "FID"}
+    assert len(r.series["lmd_lite"]) == len(r.series["t_lmd"]) < r.frames

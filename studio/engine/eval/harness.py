@@ -352,7 +352,7 @@ def evaluate_video(path: Path, *, engine: str = "lite", identity_frame: int = 0,
                             per[method][name].append(value)
             if k % 10 == 0 or k == n - 1:
                 yield render_mon.event("eval", k + 1, n, f"{path.name}: frame {k + 1}/{n}")
-    metrics: dict[str, dict[str, float]] = {"reference": _av_sync(path, gaps["real"], float(meta.fps))}
+    metrics: dict[str, dict[str, float]] = {"reference": _av_sync(path, gaps["real"], float(meta.fps), t_gap)}
     for method in methods:
         m = {name: float(np.mean(v)) if v else math.nan for name, v in per[method].items()}
         m["lip_gap_r"] = pearson(gaps["real"], gaps[method]) if gaps["real"] else math.nan
@@ -387,25 +387,40 @@ def evaluate_video(path: Path, *, engine: str = "lite", identity_frame: int = 0,
                       no_face=no_face, fid_features=fid_file)
 
 
-def _av_sync(path: Path, real_gaps: list[float], fps: float, max_lag_s: float = 0.8) -> dict[str, float]:
+def _av_sync(path: Path, real_gaps: list[float], fps: float, frames: list[int] | None = None,
+             max_lag_s: float = 0.8) -> dict[str, float]:
     """How well the *real* video's mouth follows its own soundtrack: the lag (frames; positive = the mouth
     lags the sound) that maximises the correlation of its lip gap with the audio's RMS, that correlation,
     and the one at lag 0. A reference whose best lag is far from 0 is out of sync, and no audio-driven
-    method can match its mouth frame by frame."""
+    method can match its mouth frame by frame.
+
+    Args:
+        real_gaps: lip gap of the frames with a face; frames: their frame indices (default 0, 1, ...), so
+            frames without a face keep the timing. Lags leaving fewer than 10 pairs are not tried.
+    """
     from studio.media.audio import load_audio, rms_envelope
 
-    gaps = np.asarray(real_gaps)
-    if len(gaps) < 10:
-        return {"av_lag_frames": math.nan, "av_r": math.nan, "av_r_lag0": math.nan}
+    nan = {"av_lag_frames": math.nan, "av_r": math.nan, "av_r_lag0": math.nan}
+    if len(real_gaps) < 10:
+        return nan
+    idx = np.arange(len(real_gaps)) if frames is None else np.asarray(frames, dtype=int)
+    gaps = np.full(int(idx.max()) + 1, np.nan)
+    gaps[idx] = real_gaps
     clip = load_audio(path)
     rms = rms_envelope(clip.samples, clip.sample_rate, fps=fps, n_frames=len(gaps))
+
+    def r_at(lag: int) -> float | None:
+        a, b = (gaps[lag:], rms[: len(rms) - lag]) if lag >= 0 else (gaps[:lag], rms[-lag:])
+        ok = np.isfinite(a)
+        return pearson(a[ok], b[ok]) if ok.sum() >= 10 else None
+
     best_lag, best_r = 0, -2.0
     for lag in range(-int(max_lag_s * fps), int(max_lag_s * fps) + 1):
-        a, b = (gaps[lag:], rms[: len(rms) - lag]) if lag >= 0 else (gaps[:lag], rms[-lag:])
-        r = pearson(a, b)
-        if r > best_r:
+        r = r_at(lag)
+        if r is not None and r > best_r:
             best_lag, best_r = lag, r
-    return {"av_lag_frames": float(best_lag), "av_r": float(best_r), "av_r_lag0": pearson(gaps, rms)}
+    r0 = r_at(0)
+    return {"av_lag_frames": float(best_lag), "av_r": float(best_r), "av_r_lag0": math.nan if r0 is None else r0}
 
 
 # --------------------------------------------------------------------------------------------
