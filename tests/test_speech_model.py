@@ -312,8 +312,12 @@ def test_studio_shows_the_neural_w_plus_trajectory(neural_env, tmp_path, monkeyp
     for name in ("CONFIG", "CACHE"):
         monkeypatch.setenv(f"TALKSTUDIO_{name}_DIR", str(tmp_path / name.lower()))
     loaded = load_model("stylegan2-ffhq-config-f")
+    def measure(imgs):  # plus a smile stand-in: a control that moves the codes with or without the speech model
+        x = imgs.float().numpy()
+        return {**_image_measure(imgs), "smile": x[:, 1].mean(axis=(1, 2))}
+
     save_directions([e for e in discover_directions(loaded.module, generator_sha256=loaded.source_sha256, samples=32,
-                                                    measure=_image_measure, batch=16)][-1])
+                                                    measure=measure, batch=16)][-1])
     w = _new_window()
     try:
         assert drop_file(w.identity.view, sample("images/taylor_256px.jpg"))
@@ -329,6 +333,14 @@ def test_studio_shows_the_neural_w_plus_trajectory(neural_env, tmp_path, monkeyp
         assert w.trajectory.latent_plot.isVisible() and "neural" in w.trajectory.info.text()
         # the speech moves the codes over time: the middle (mouth) layers 2-3 of 10 change from frame to frame
         assert norms[:, 2:4].std(axis=0).min() > 0 and np.abs(h).max() > 0
+        assert w.trajectory.projection.shape == (n, 2)
+        # a keyframe (a smile mid-clip) re-derives the codes in a worker: the view follows the edit
+        k = n // 2
+        before = norms.copy()
+        w.set_keyframe("smile", k / w.controller.controls.fps, 1.0)
+        wait_until(lambda: w.trajectory.latents is not None and not np.array_equal(w.trajectory.latents[1], before))
+        after = w.trajectory.latents[1]
+        assert np.abs(after[k] - before[k]).max() > 0
         assert w.trajectory.projection.shape == (n, 2)
     finally:
         _close(w)

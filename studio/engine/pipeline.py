@@ -288,6 +288,11 @@ class Session:
         self._cache: dict[int, np.ndarray] = {}
         self._summary: tuple[np.ndarray, np.ndarray] | None = None
 
+    @property
+    def has_latents(self) -> bool:
+        """True when the engine renders from W+ codes (neural), so :meth:`latent_summary` has data."""
+        return not isinstance(self.engine, LiteEngine)
+
     def latent_summary(self) -> tuple[np.ndarray, np.ndarray] | None:
         """Neural engine: (h (T, 3) leading W+ coefficients, (T, n_latent) per-layer displacement norms) of
         this session's control track (see ``NeuralEngine.trajectory_summary``), computed once; None for lite."""

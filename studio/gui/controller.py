@@ -3,7 +3,8 @@
 When a field that changes the render (identity, speech, sources, intensities, fps...) is edited, the
 controller re-runs ``prepare`` in a :class:`~studio.gui.workers.JobWorker` after a short debounce,
 cancelling a run that is already stale, and swaps the Session in when it is done. Keyframe edits only
-re-apply ``apply_keyframes`` to the session's base track (milliseconds). The preview
+re-apply ``apply_keyframes`` to the session's base track (milliseconds); with the neural engine the W+
+trajectory summary of the keyframed track is then recomputed in a worker (``latents_changed``). The preview
 :class:`~studio.gui.workers.FrameRenderer` always renders the current session and controls.
 """
 
@@ -25,12 +26,15 @@ class SessionController(QObject):
     Signals:
         session_changed(Session or None): a new session (or none: the document lacks identity/speech).
         controls_changed(ControlTrack): the keyframed control track changed (same session).
+        latents_changed(summary): the neural W+ trajectory summary of the keyframed track (see
+        ``Session.latent_summary``), recomputed after a keyframe edit.
         busy(bool): prepare started / ended. progress(fraction, stage, message).
         problem(message, hint): prepare failed (shown in the status bar). notice(text).
     """
 
     session_changed = Signal(object)
     controls_changed = Signal(object)
+    latents_changed = Signal(object)
     busy = Signal(bool)
     progress = Signal(float, str, str)
     problem = Signal(str, str)
@@ -45,6 +49,7 @@ class SessionController(QObject):
         self.renderer = FrameRenderer(parent=self)
         self.renderer.start()
         self._worker: JobWorker | None = None
+        self._latents_worker: JobWorker | None = None
         self._pending = False
         self._debounce = QTimer(self, singleShot=True, interval=debounce_ms)
         self._debounce.timeout.connect(self._start_prepare)
@@ -60,6 +65,30 @@ class SessionController(QObject):
         elif "keyframes" in changed and self.session is not None:
             self._set_controls(controls_for(self.session.controls, self.model.state))
             self.controls_changed.emit(self.controls)
+            if self.session.has_latents:
+                self._start_latents()
+
+    def _start_latents(self) -> None:
+        """Recompute the W+ summary of the current (keyframed) track; a newer edit supersedes it."""
+        if self._latents_worker is not None:
+            self._latents_worker.cancel()
+        session, generation = self.session.with_controls(self.controls), self.generation
+
+        def job(cancel):
+            cancel.raise_if_cancelled()
+            yield session.latent_summary()
+
+        worker = JobWorker(job, name="latents", parent=self)
+        worker.finished_ok.connect(
+            lambda summary, g=generation: self.latents_changed.emit(summary) if g == self.generation else None)
+        worker.finished.connect(lambda w=worker: self._on_latents_done(w))
+        self._latents_worker = worker
+        worker.start()
+
+    def _on_latents_done(self, worker: JobWorker) -> None:
+        worker.deleteLater()
+        if worker is self._latents_worker:
+            self._latents_worker = None
 
     def schedule_prepare(self) -> None:
         """Re-run prepare after the debounce (restarting it if the user keeps editing)."""
@@ -117,7 +146,8 @@ class SessionController(QObject):
     def shutdown(self) -> None:
         """Stop the threads (window closing)."""
         self._debounce.stop()
-        if self._worker is not None:
-            self._worker.cancel()
-            self._worker.wait(10000)
+        for worker in (self._worker, self._latents_worker):
+            if worker is not None:
+                worker.cancel()
+                worker.wait(10000)
         self.renderer.stop()

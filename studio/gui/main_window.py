@@ -9,6 +9,7 @@ the transport, whose position drives every playhead and the preview.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime
 from pathlib import Path
 
@@ -241,14 +242,17 @@ class MainWindow(QMainWindow):
         t.playing_changed.connect(self._on_playing)
         c.session_changed.connect(self._on_session)
         c.controls_changed.connect(self._on_controls)
+        c.latents_changed.connect(lambda summary: self.trajectory.set_latents(summary, c.controls.fps))
         c.busy.connect(self._on_busy)
         c.progress.connect(self._on_progress)
         c.problem.connect(self._on_problem)
         c.notice.connect(self.show_status)
         c.renderer.frame_ready.connect(self._on_frame)
+        c.renderer.cache_changed.connect(self._on_cache_changed)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().showEvent(event)
+        QTimer.singleShot(0, self.transport.warm_up)
         if not self._sized and not self.settings.window_state:  # default layout, once the window has a size
             self._sized = True
             QTimer.singleShot(0, self._default_layout)
@@ -301,6 +305,7 @@ class MainWindow(QMainWindow):
         if "*" in changed or "range_s" in changed:
             self.timeline.set_range(state.range_s)
             self.transport.range_s = state.range_s
+            self._sync_render_range()
         if "*" in changed:
             self.autosaver = Autosaver(self.model.project, self.settings.autosave_interval_s)
         self._update_title()
@@ -356,6 +361,7 @@ class MainWindow(QMainWindow):
 
     def _on_session(self, session: Session | None) -> None:
         if session is None:
+            self.timeline.set_cached([], 25.0)
             self.trajectory.set_track(None, {})
             self.trajectory.set_latents(None)
             self.timeline.set_phones([])
@@ -365,12 +371,26 @@ class MainWindow(QMainWindow):
         self.timeline.set_phones(phone_segments(session.mouth.phones, controls.visemes, controls.fps))
         self.trajectory.set_track(controls, self.model.state.keyframes)
         self.trajectory.set_latents(session.latent_summary(), controls.fps)  # computed by the prepare worker
+        self._sync_render_range()
+        self._on_cache_changed()
         w, h = session.size
         self.show_status(f"Ready: {w}×{h}, {session.n_frames} frames at {controls.fps:g} fps")
         self._on_position(self.transport.position)
 
+    def _sync_render_range(self) -> None:
+        """Render-ahead stops at the out point of the play range (the transport stops there)."""
+        controls, range_s = self.controller.controls, self.model.state.range_s
+        stop = None if controls is None or range_s is None else math.ceil(range_s[1] * controls.fps)
+        self.controller.renderer.set_stop_frame(stop)
+
+    def _on_cache_changed(self) -> None:
+        controls = self.controller.controls
+        frames = [] if controls is None else self.controller.renderer.cached_frames(self.controller.generation)
+        self.timeline.set_cached(frames, controls.fps if controls is not None else 25.0)
+
     def _on_controls(self, controls) -> None:
         self.trajectory.set_track(controls, self.model.state.keyframes)
+        self._on_cache_changed()
         self._on_position(self.transport.position)
 
     def current_frame(self, t: float | None = None) -> int:
@@ -434,6 +454,7 @@ class MainWindow(QMainWindow):
     def _apply_quality(self) -> None:
         full = self.settings.preview_quality == "full"
         self.controller.renderer.set_quality(None if full else self.settings.preview_max_side)
+        self._on_cache_changed()
 
     # -- files ---------------------------------------------------------------------------------------
 
@@ -516,13 +537,24 @@ class MainWindow(QMainWindow):
         self._save_settings()
 
     def _update_recent_menu(self) -> None:
+        """Recent projects, newest first; a file that has since been moved or deleted is listed disabled."""
         self.recent_menu.clear()
         for text in self.settings.recent:
-            act = self.recent_menu.addAction(Path(text).name)
+            exists = Path(text).is_file()
+            act = self.recent_menu.addAction(Path(text).name if exists else f"{Path(text).name} (missing)")
             act.setToolTip(text)
-            act.setStatusTip(text)
+            act.setStatusTip(text if exists else f"{text} no longer exists")
+            act.setEnabled(exists)
             act.triggered.connect(lambda _=False, p=text: self.open_project(Path(p)))
+        if self.settings.recent:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear list", self.clear_recent)
         self.recent_menu.setEnabled(bool(self.settings.recent))
+
+    def clear_recent(self) -> None:
+        self.settings.recent.clear()
+        self._update_recent_menu()
+        self._save_settings()
 
     def import_audio_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import speech", self._dialog_dir(), AUDIO_FILTER)

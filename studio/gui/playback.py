@@ -51,7 +51,17 @@ class Transport(QObject):
         self._player = None
         self._audio_out = None
         self._source: Path | None = None
+        self._player_checked = False
         self.has_sound = False
+
+    def warm_up(self) -> None:
+        """Load the sound backend and create the player now rather than on the first Play.
+
+        Loading QtMultimedia and listing the audio devices takes ~0.1 s once per process. It has to happen
+        on the UI thread: the device query waits for that thread's event loop, so from a worker thread it
+        deadlocks whenever the UI thread waits for the GIL. The window calls this right after it is shown,
+        before any work starts, so playback (and a render or export running beside it) never pays it."""
+        self._ensure_player()
 
     # -- media -------------------------------------------------------------------------------------
 
@@ -66,8 +76,9 @@ class Transport(QObject):
 
     def _ensure_player(self) -> None:
         """Create the QMediaPlayer lazily (first play), only when an audio output exists."""
-        if self._player is not None:
+        if self._player is not None or self._player_checked:
             return
+        self._player_checked = True
         qm = _multimedia()
         if qm is None or not qm.QMediaDevices.audioOutputs():
             self.has_sound = False

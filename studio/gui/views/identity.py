@@ -112,7 +112,9 @@ class IdentityPanel(QWidget):
         self.crop.setToolTip("FFHQ-aligned crop of the chosen face (what the neural engine sees)")
         self.file_label = QLabel("No identity")
         self.file_label.setWordWrap(True)
+        self.file_label.setMinimumWidth(60)
         self.status = QLabel("")
+        self.status.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.status.setStyleSheet("color:#8a93a3;")
         self.message = MessageLabel()
         self.notice = MessageLabel()
@@ -159,11 +161,13 @@ class IdentityPanel(QWidget):
         row.addLayout(side)
         form = QFormLayout()
         form.addRow("Engine", self.engine)
+        name_row = QHBoxLayout()  # file name and "W×H px, N faces" share a line: the dock is often short
+        name_row.addWidget(self.file_label, 1)
+        name_row.addWidget(self.status)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
-        lay.addWidget(self.file_label)
+        lay.addLayout(name_row)
         lay.addLayout(row, 1)
-        lay.addWidget(self.status)
         lay.addWidget(self.message)
         lay.addWidget(self.notice)
         lay.addLayout(form)
@@ -282,7 +286,8 @@ class IdentityPanel(QWidget):
 
     def _show(self, info: IdentityInfo) -> None:
         self.info = info
-        self.status.setText(f"{info.image.shape[1]}×{info.image.shape[0]} px, {len(info.faces)} face(s)"
+        faces = len(info.faces)
+        self.status.setText(f"{info.image.shape[1]}×{info.image.shape[0]} px · {faces} face{'s' if faces != 1 else ''}"
                             + (f", frame at {info.frame_s:.2f} s" if info.frame_s is not None else ""))
         chosen = -1 if info.face is None else next(i for i, f in enumerate(info.faces) if f is info.face)
         self.view.set_content(info.image, [f.box for f in info.faces], chosen,

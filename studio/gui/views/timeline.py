@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFontMetrics
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
 
 from studio.app.analysis import PhoneSegment, WaveformPyramid
@@ -28,6 +28,7 @@ VISEME_COLORS = {
 }
 PLAYHEAD_COLOR = "#ffd166"
 MAX_LABELS = 120
+CACHE_COLOR = "#4fd18b"
 
 
 class SeekViewBox(pg.ViewBox):
@@ -117,6 +118,11 @@ class TimelineView(QWidget):
         self.region.hide()
         self.region.sigRegionChangeFinished.connect(self._region_finished)
         self.wave.addItem(self.region)
+        # frames in the preview's render-ahead cache: a strip along the bottom of the waveform
+        self.cache_strip = pg.PlotCurveItem(connect="pairs", pen=pg.mkPen(CACHE_COLOR, width=3))
+        self.cache_strip.setToolTip("preview frames rendered ahead (cached)")
+        self.wave.addItem(self.cache_strip)
+        self.cached_spans: list[tuple[float, float]] = []
         self.bars = pg.BarGraphItem(x0=[], width=[], height=[], y0=[], brushes=[])
         self.lane.addItem(self.bars)
         self._labels: list[pg.TextItem] = []
@@ -220,6 +226,18 @@ class TimelineView(QWidget):
             self.range_label.setText(f"{format_time(range_s[0])} – {format_time(range_s[1])}")
         self.region.blockSignals(False)
 
+    def set_cached(self, frames, fps: float) -> None:
+        """Mark the cached preview frames (indices, any order) as spans along the waveform's bottom edge."""
+        k = np.unique(np.asarray(frames, dtype=np.int64))
+        spans: list[tuple[float, float]] = []
+        if k.size:
+            breaks = np.flatnonzero(np.diff(k) > 1)
+            starts, ends = np.r_[k[0], k[breaks + 1]], np.r_[k[breaks], k[-1]] + 1
+            spans = [(a / fps, b / fps) for a, b in zip(starts.tolist(), ends.tolist())]
+        self.cached_spans = spans
+        x = np.asarray(spans, dtype=float).ravel()
+        self.cache_strip.setData(x, np.full(x.shape, -0.97))
+
     def set_playing(self, playing: bool) -> None:
         self.play.setText("❚❚ Pause" if playing else "▶ Play")
 
@@ -250,7 +268,11 @@ class TimelineView(QWidget):
         self._update_labels(t0, t1)
 
     def _update_labels(self, t0: float, t1: float) -> None:
-        visible = [s for s in self.segments if s.end_s > t0 and s.start_s < t1 and s.phone not in ("SIL", "sil")]
+        """Label the phones of the visible span whose segment is wide enough on screen for the text."""
+        px_per_s = max(1.0, float(self.lane.vb.width())) / max(t1 - t0, 1e-6)
+        char_px = QFontMetrics(self.font()).horizontalAdvance("M")
+        visible = [s for s in self.segments if s.end_s > t0 and s.start_s < t1 and s.phone not in ("SIL", "sil")
+                   and (s.end_s - s.start_s) * px_per_s >= char_px * len(s.phone) + 4]
         show = visible if len(visible) <= MAX_LABELS else []
         while len(self._labels) < len(show):
             item = pg.TextItem("", color="#f0f0f0", anchor=(0.5, 0.5))

@@ -19,7 +19,9 @@ from studio.app.analysis import TRAJECTORY_GROUPS, project_2d
 from studio.core.tracks import ControlTrack
 from studio.gui.views.timeline import PLAYHEAD_COLOR, SeekViewBox
 
-CHANNEL_COLORS = ("#6fb3ff", "#ff8c69", "#7fdc8a")
+CHANNEL_COLORS = ("#6fb3ff", "#ff8c69", "#7fdc8a", "#b388ff")  # one per channel of the widest group
+LEGEND_COLUMNS = 3
+LEGEND_HEADROOM = 0.4  # y range above the highest value per legend row, as a fraction of the data span
 PICK_TOLERANCE = 0.12  # fraction of the visible y span within which a press grabs a channel
 
 
@@ -73,7 +75,10 @@ class ChannelPlot:
         self.plot.getAxis("left").setToolTip(unit)
         for axis in ("left", "bottom"):
             self.plot.getAxis(axis).enableAutoSIPrefix(False)
-        self.plot.addLegend(offset=(4, 2), labelTextSize="8pt", brush=pg.mkBrush(21, 23, 28, 170))
+        # one legend row along the top; set_data leaves headroom above the curves for it
+        self.legend_rows = -(-len(channels) // LEGEND_COLUMNS)
+        self.plot.addLegend(offset=(4, 1), labelTextSize="8pt", brush=pg.mkBrush(21, 23, 28, 170),
+                            colCount=LEGEND_COLUMNS, verSpacing=-6)
         self.curves = {}
         for name, color in zip(channels, CHANNEL_COLORS):
             curve = self.plot.plot([], [], pen=pg.mkPen(color, width=1.5), name=name)
@@ -102,7 +107,13 @@ class ChannelPlot:
                 spots_x.append(kt)
                 spots_y.append(kv)
         self.keys.setData(spots_x, spots_y)
-        self.plot.enableAutoRange(axis="y")
+        values = [track.channel(n) for n in self.curves if n in track.channels] + [np.asarray(spots_y, float)]
+        values = np.concatenate([v.ravel() for v in values]) if values else np.zeros(0)
+        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+        if hi - lo < 0.2:  # a flat channel (e.g. no emotion) sits mid-lane, not on the lane's edge
+            lo, hi = (lo + hi) / 2 - 0.1, (lo + hi) / 2 + 0.1
+        span = hi - lo
+        self.plot.setYRange(lo - 0.06 * span, hi + LEGEND_HEADROOM * self.legend_rows * span, padding=0)
 
 
 class TrajectoryView(QWidget):
@@ -147,9 +158,10 @@ class TrajectoryView(QWidget):
         self.latent_plot = self.plots.addPlot(row=row, col=0, title=None)
         self.latent_plot.setLabel("left", "W+ h_t")
         self.latent_plot.getAxis("left").setWidth(52)
-        self.latent_plot.addLegend(offset=(4, 2), labelTextSize="8pt", brush=pg.mkBrush(21, 23, 28, 170))
+        self.latent_plot.addLegend(offset=(4, 1), labelTextSize="8pt", brush=pg.mkBrush(21, 23, 28, 170),
+                                   colCount=3, verSpacing=-6)
         self.latent_curves = [self.latent_plot.plot([], [], pen=pg.mkPen(c, width=1.5), name=f"h{i + 1}")
-                              for i, c in enumerate(CHANNEL_COLORS)]
+                              for i, c in enumerate(CHANNEL_COLORS[:3])]
         self.norm_plot = self.plots.addPlot(row=row + 1, col=0)
         self.norm_plot.setLabel("left", "layer |Δw|")
         self.norm_plot.getAxis("left").setWidth(52)
