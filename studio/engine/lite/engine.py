@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from studio.engine.face.detect import FaceLandmarks
+from studio.engine.lite.eyelid import LidPalette, composite_lid
 from studio.engine.lite.mouth import MouthPalette, shade_interior
 from studio.engine.lite.rig import BASES, HEAD_CONTROLS, REST_MOUTHS, FaceRig, Proportions
 from studio.engine.lite.warp import invert_field, upsample
@@ -31,6 +32,7 @@ class LiteIdentity:
     upper_edge: float  # v of the upper incisal edge below the lip line (skull frame), pixels
     roi_xy: np.ndarray  # (h, w, 2) float32 pixel coordinates of the ROI (the identity map)
     frame: np.ndarray  # (H, W, 3) uint8 output buffer, reused for every frame
+    lids: tuple[LidPalette, ...] = ()  # per eye (image-left, image-right): the closing lids' colours
 
 
 class LiteEngine:
@@ -73,7 +75,8 @@ class LiteEngine:
         gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
         return LiteIdentity(image=image, rig=rig, palette=palette, mouth_window=window,
                             mouth_zone=self._mouth_zone(rig, window),
-                            upper_edge=upper_edge, roi_xy=np.stack([gx, gy], axis=-1), frame=image.copy())
+                            upper_edge=upper_edge, roi_xy=np.stack([gx, gy], axis=-1), frame=image.copy(),
+                            lids=tuple(LidPalette.from_photo(image, eye, rig.lid_layout) for eye in rig.eyes))
 
     @staticmethod
     def _mouth_window(rig: FaceRig) -> tuple[int, int, int, int]:
@@ -137,14 +140,59 @@ class LiteEngine:
         coarse = p_head
         coarse[zi0:zi1, zj0:zj1] = np.where((a_up <= 0)[..., None], p_up,
                                             np.where((a_lo <= 0)[..., None], p_lo, p_up))
-        rig.blink_inverse(coarse, rig.eye_closure(controls))
+        closure = rig.eye_closure(controls)
+        # the eyes' positions under head motion alone locate the lid layers (only for closing eyes)
+        unblinked = coarse.copy() if max(closure) > 0.0 else None
+        rig.blink_inverse(coarse, closure)
         # upsample the displacement, not the positions: it is 0 at the ROI's edge, so clamping there is exact
         fine = upsample(coarse - rig.grid_xy, s, (y1 - y0, x1 - x0))
         fine += ident.roi_xy
         roi = cv2.remap(ident.image, fine[..., 0], fine[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         self._render_mouth(ident, c, roi, p_head, p_up, p_lo)
+        if unblinked is not None:
+            self._render_lids(ident, roi, unblinked, closure)
         ident.frame[y0:y1, x0:x1] = roi
         return ident.frame
+
+    @staticmethod
+    def _render_lids(ident: LiteIdentity, roi: np.ndarray, unblinked: np.ndarray,
+                     closure: tuple[float, float]) -> None:
+        """Composite the synthesized upper lid over each closing eye, in the eye's bounding box only.
+
+        ``unblinked``: the coarse backward map before the blink (head and brow motion only), which gives
+        each output pixel's position in the eye's own frame."""
+        rig = ident.rig
+        s = rig.stride
+        disp = unblinked - rig.grid_xy
+        for eye, k, palette in zip(rig.eyes, closure, ident.lids):
+            if k <= 0.0:
+                continue
+            gap = eye["b_lo"] - eye["b_up"]
+            lo_b = float(eye["b_up"].min()) - 0.3 * float(gap.max()) - eye["stretch"] - 2.0
+            hi_b = float(eye["b_lo"].max()) + 0.3 * float(gap.max()) + 2.0
+            rel = unblinked - eye["origin"].astype(np.float32)
+            a = rel @ eye["ea"].astype(np.float32)
+            b = rel @ eye["eb"].astype(np.float32)
+            cells = (a > eye["knots"][0] - 1) & (a < eye["knots"][-1] + 1) & (b > lo_b) & (b < hi_b)
+            if not cells.any():
+                continue
+            rows, cols = np.flatnonzero(cells.any(axis=1)), np.flatnonzero(cells.any(axis=0))
+            y0, y1 = max(rows[0] - 1, 0) * s, min((rows[-1] + 2) * s, roi.shape[0])
+            x0, x1 = max(cols[0] - 1, 0) * s, min((cols[-1] + 2) * s, roi.shape[1])
+            if y1 <= y0 or x1 <= x0:
+                continue
+            # the same bilinear upsampling as the full map (pixel centres at (i + .5) / s - .5 on the grid)
+            gx, gy = np.meshgrid((np.arange(x0, x1, dtype=np.float32) + 0.5) / s - 0.5,
+                                 (np.arange(y0, y1, dtype=np.float32) + 0.5) / s - 0.5)
+            d = cv2.remap(disp, gx, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            px = d[..., 0] + ident.roi_xy[y0:y1, x0:x1, 0] - eye["origin"][0]
+            py = d[..., 1] + ident.roi_xy[y0:y1, x0:x1, 1] - eye["origin"][1]
+            ea, eb = eye["ea"], eye["eb"]
+            pa = (px * ea[0] + py * ea[1]).astype(np.float32)
+            pb = (px * eb[0] + py * eb[1]).astype(np.float32)
+            window = roi[y0:y1, x0:x1].astype(np.float32)
+            composite_lid(window, pa, pb, float(k), eye, rig.lid_layout, palette)
+            roi[y0:y1, x0:x1] = np.clip(window + 0.5, 0, 255).astype(np.uint8)
 
     def _solve(self, rig: FaceRig, coef: np.ndarray, basis: np.ndarray,
                window: tuple[int, int, int, int], *, iterations: int = 3) -> np.ndarray:

@@ -184,8 +184,11 @@ class FaceRig:
             brow = (p[list(eye["brow"])] - origin) @ eb
             # the lid skin stretches over the lower half of the way to the brow; the brow itself stays
             brow_dist = max(0.6 * float(np.mean(b_up) - np.mean(brow)), 1.2 * float(np.max(b_lo - b_up)), 1.0)
+            # the stretch of a blink stays in the lid skin just above the lashes (the warp's stretched skin
+            # is painted over by the lid layer): the crease and the brow above it stay where they are
+            stretch = max(min(0.8 * float(np.max(b_lo - b_up)), brow_dist), 1.0)
             self.eyes.append(dict(origin=origin, ea=ea, eb=eb, knots=knots, b_up=b_up, b_lo=b_lo,
-                                  brow=brow_dist))
+                                  brow=brow_dist, stretch=stretch))
 
     def _head_frame(self) -> None:
         p = self.points
@@ -326,8 +329,9 @@ class FaceRig:
         """Apply the eyelids' backward map to source positions (in place) and return them.
 
         A blink slides the upper lid down by ``closure`` of the way to a line a little below the lower lid
-        margin (so the lashes overlap); the lid skin above stretches (fading out towards the brow) and the
-        eyeball under it compresses. The motion is along each eye's vertical axis only, so it is inverted
+        margin (so the lashes overlap); the lid skin just above the lash band stretches (over
+        ``eye["stretch"]``, so the crease and brow stay put; the engine paints a synthesized lid over that
+        skin, see :mod:`studio.engine.lite.eyelid`) and the eyeball under it compresses. The motion is along each eye's vertical axis only, so it is inverted
         exactly per column; it composes after the other (smooth) fields' inverse.
 
         Args:
@@ -335,9 +339,7 @@ class FaceRig:
             closure: (image-left eye, image-right eye) closure in [-0.25, 1] (1 = closed, < 0 = widened).
         """
         for eye, k in zip(self.eyes, closure):
-            # keep a sliver so the map stays invertible; negative = widen (the lid rises, at most 25 %)
-            f = float(np.clip(k, -0.25, 1.0)) * 0.97
-            if f == 0.0:
+            if float(np.clip(k, -0.25, 1.0)) == 0.0:
                 continue
             rel = pos - eye["origin"].astype(np.float32)
             a = rel @ eye["ea"].astype(np.float32)
@@ -347,29 +349,41 @@ class FaceRig:
             if not near.any():
                 continue
             a_n, b_d = a[near], b[near]
-            b_up = np.interp(a_n, eye["knots"], eye["b_up"])
-            travel = 1.15 * np.interp(a_n, eye["knots"], np.maximum(eye["b_lo"] - eye["b_up"], 0.0),
-                                      left=0.0, right=0.0)
-            shift = f * travel
+            b_up, travel, lash, shift = self.lid_layout(eye, a_n, k)
+            f = float(np.clip(k, -0.25, 1.0)) * 0.97
             b_end = b_up + travel
             # eyeball: [b_up, b_end] was squeezed into [b_up + shift, b_end]
             inside = b_d >= b_up + shift
             src = np.where(inside, b_end - (b_end - b_d) / np.maximum(1.0 - f, 1e-3), b_d)
-            # lid skin: solve b + shift * fall((b_up - b) / brow) = b_d. The left side only grows with b
-            # (the skin stretches), so Newton from the lowest candidate converges monotonically.
-            # The lash line (just above the margin) moves rigidly, so the lashes stay a thin line; the
-            # skin above it stretches.
-            brow = eye["brow"]
-            lash = 0.3 * travel
+            # lid skin: solve b + shift * fall((b_up - lash - b) / stretch) = b_d. The left side only grows
+            # with b (the skin stretches), so Newton from the lowest candidate converges monotonically.
+            # The lash band (just above the margin) moves rigidly, so the lashes stay a thin line; the
+            # skin above it stretches (the lid layer of the engine paints over it).
+            span = eye["stretch"]
             lid = b_d - shift
-            for _ in range(5):
-                t = np.clip((b_up - lash - lid) / brow, 0.0, 1.0)
+            for _ in range(6):
+                t = np.clip((b_up - lash - lid) / span, 0.0, 1.0)
                 g = lid + shift * _fall(t) - b_d
-                lid = lid - g / (1.0 + 6.0 * shift * t * (1.0 - t) / brow)
+                lid = lid - g / (1.0 + 6.0 * shift * t * (1.0 - t) / span)
             src = np.where(inside | (b_d >= b_end), np.where(b_d >= b_end, b_d, src), lid)
             delta = (src - b_d).astype(np.float32)
             pos[near] += delta[:, None] * eye["eb"].astype(np.float32)
         return pos
+
+    @staticmethod
+    def lid_layout(eye: dict, a: np.ndarray, closure: float) -> tuple[np.ndarray, ...]:
+        """One eye's upper lid at lateral positions ``a`` (eye frame, pixels) for a closure.
+
+        Returns:
+            (b_up, travel, lash, shift): the photo's lid margin, how far it travels to close (a little past
+            the lower lid margin, so the lashes overlap), the height of the lash band that moves rigidly
+            with it, and how far it has moved at this closure (a sliver is kept so the map stays
+            invertible; negative closure = widen, the lid rises, at most 25 %).
+        """
+        f = float(np.clip(closure, -0.25, 1.0)) * 0.97
+        b_up = np.interp(a, eye["knots"], eye["b_up"])
+        travel = 1.15 * np.interp(a, eye["knots"], np.maximum(eye["b_lo"] - eye["b_up"], 0.0), left=0.0, right=0.0)
+        return b_up, travel, 0.3 * travel, f * travel
 
     def _rotation_lever(self, P: np.ndarray) -> np.ndarray:
         """How far in front of the head's rotation axis each position is, in pixels (per radian of yaw or
