@@ -4,9 +4,9 @@ The warp (:meth:`FaceRig.blink_inverse`) slides the lash line down over the eyeb
 skin above it. Stretched photo skin there reads as the crease and eyeshadow dragged down from the brow,
 so the skin that a closing lid uncovers is painted instead, like the mouth interior: in the eye's own
 frame, with colours taken from the photo (the upper lid skin for the lid, its darkest pixels along the
-lid margin for the lashes), shaded as a convex lid and faded in with the closure. The photo's own lashes
-ride along with the lash line and stay visible over it; where the lids meet, a dark anti-aliased lash
-line covers the last of the eyeball.
+lid margin for the lashes), shaded as a convex lid and faded in with the closure. The lid covers the photo's
+own lashes (moved down onto a closed lid they read as spikes); a dark anti-aliased lash line with a soft
+fringe is drawn where the lids meet instead, and it covers the last of the eyeball.
 """
 
 from __future__ import annotations
