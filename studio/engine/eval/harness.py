@@ -18,6 +18,7 @@ interrupted run resumes where it stopped and a changed input or setting is evalu
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import tempfile
@@ -31,7 +32,7 @@ import numpy as np
 
 from studio import __version__
 from studio.core.errors import ConfigError, InputError, ModelError
-from studio.core.fileio import atomic_write_text
+from studio.core.fileio import atomic_write_bytes, atomic_write_text
 from studio.core.progress import CancelToken, Progress, ProgressMonitor
 from studio.engine.eval.metrics import lip_gap, lmd, mouth_points, pearson, psnr, ssim
 from studio.engine.face.align import ffhq_alignment
@@ -376,8 +377,10 @@ def evaluate_video(path: Path, *, engine: str = "lite", identity_frame: int = 0,
         metrics[engine]["fid"] = fid_from_features(real_f, gen_f)
         metrics["static"]["fid"] = fid_from_features(real_f, static_f)
         if features_path is not None:
-            np.savez(features_path, real=real_f.astype(np.float32), generated=gen_f.astype(np.float32),
+            buf = io.BytesIO()
+            np.savez(buf, real=real_f.astype(np.float32), generated=gen_f.astype(np.float32),
                      static=static_f[:1].astype(np.float32))
+            atomic_write_bytes(features_path, buf.getvalue())
             fid_file = str(features_path)
     yield VideoResult(video=str(path), frames=n, fps=float(meta.fps), identity_frame=identity_frame,
                       metrics=metrics,
@@ -455,8 +458,10 @@ def _plot(result: VideoResult, out: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = out / f"{stem}_{name}.png"
-        fig.savefig(path)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
         plt.close(fig)
+        atomic_write_bytes(path, buf.getvalue())
         paths.append(path)
     return paths
 

@@ -32,7 +32,15 @@ class LiteIdentity:
     upper_edge: float  # v of the upper incisal edge below the lip line (skull frame), pixels
     roi_xy: np.ndarray  # (h, w, 2) float32 pixel coordinates of the ROI (the identity map)
     frame: np.ndarray  # (H, W, 3) uint8 output buffer, reused for every frame
-    lids: tuple[LidPalette, ...] = ()  # per eye (image-left, image-right): the closing lids' colours
+    _lids: tuple[LidPalette, ...] | None = None
+
+    @property
+    def lids(self) -> tuple[LidPalette, ...]:
+        """Per eye (image-left, image-right): the closing lids' colours, sampled on the first blink (video
+        re-voicing prepares every frame and never blinks, so it never pays for them)."""
+        if self._lids is None:
+            self._lids = tuple(LidPalette.from_photo(self.image, eye, self.rig.lid_layout) for eye in self.rig.eyes)
+        return self._lids
 
 
 class LiteEngine:
@@ -75,8 +83,7 @@ class LiteEngine:
         gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
         return LiteIdentity(image=image, rig=rig, palette=palette, mouth_window=window,
                             mouth_zone=self._mouth_zone(rig, window),
-                            upper_edge=upper_edge, roi_xy=np.stack([gx, gy], axis=-1), frame=image.copy(),
-                            lids=tuple(LidPalette.from_photo(image, eye, rig.lid_layout) for eye in rig.eyes))
+                            upper_edge=upper_edge, roi_xy=np.stack([gx, gy], axis=-1), frame=image.copy())
 
     @staticmethod
     def _mouth_window(rig: FaceRig) -> tuple[int, int, int, int]:

@@ -331,8 +331,9 @@ class FaceRig:
         A blink slides the upper lid down by ``closure`` of the way to a line a little below the lower lid
         margin (so the lashes overlap); the lid skin just above the lash band stretches (over
         ``eye["stretch"]``, so the crease and brow stay put; the engine paints a synthesized lid over that
-        skin, see :mod:`studio.engine.lite.eyelid`) and the eyeball under it compresses. The motion is along each eye's vertical axis only, so it is inverted
-        exactly per column; it composes after the other (smooth) fields' inverse.
+        skin, see :mod:`studio.engine.lite.eyelid`) and the eyeball under it compresses. The motion is
+        along each eye's vertical axis only, so it is inverted exactly per column; it composes after the
+        other (smooth) fields' inverse.
 
         Args:
             pos: (..., 2) float32 source positions in pixels, modified in place.
