@@ -33,7 +33,7 @@ from studio.engine.face.align import ffhq_alignment  # noqa: E402
 from studio.engine.face.paste import face_mask  # noqa: E402
 from studio.engine.neural.directions import SPECS, Direction, DirectionSet, scaled_layers  # noqa: E402
 from studio.engine.neural.engine import NeuralEngine, NeuralIdentity, NeuralOptions  # noqa: E402
-from studio.engine.pipeline import load_identity  # noqa: E402
+from studio.engine.face.identity import load_identity  # noqa: E402
 from studio.media.audio import load_audio  # noqa: E402
 from studio.models.latent_decoder import SpeechToLatent, parameter_report  # noqa: E402
 from studio.models.stylegan2 import Generator  # noqa: E402
@@ -100,7 +100,7 @@ def bench_frames(dev: torch.device, size: int, frames: int, batch: int) -> dict:
     t_gen = t_other = 0.0
     done = 0
     with torch.inference_mode():
-        engine.render_batch(ident, controls, np.arange(min(batch, n)))  # warm-up
+        engine.render(ident, controls, np.arange(min(batch, n)))  # warm-up
         for start in range(0, n, batch):
             idx = np.arange(start, min(n, start + batch))
             _sync(dev)

@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from studio.engine.neural.perceptual import build_lpips  # noqa: E402
-from studio.engine.neural.pti import TuneConfig, TuneResult, tune  # noqa: E402
+from studio.core.events import drive  # noqa: E402
+from studio.engine.neural.pti import TuneConfig, tune  # noqa: E402
 from studio.models.stylegan2 import Generator  # noqa: E402
 
 SAMPLE = REPO.parent / "shared" / "samples" / "images" / "woman_brown_hair_624px.jpg"
@@ -38,15 +39,15 @@ def _run(g, target, pivot, lp, config, dev):
     if dev.type == "cuda":
         torch.cuda.synchronize()
     stamps = []
-    result = None
     t0 = time.perf_counter()
-    for ev in tune(g, [target], [pivot], lp, config=config):
-        if isinstance(ev, TuneResult):
-            result = ev
-        elif ev.stage == "tune" and ev.done > 0 and len(stamps) < ev.done:
+
+    def on_progress(ev) -> None:
+        if ev.stage == "tune" and ev.done > 0 and len(stamps) < ev.done:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             stamps.append(time.perf_counter())
+
+    result = drive(tune(g, [target], [pivot], lp, config=config), on_progress=on_progress)
     return result, t0, stamps
 
 

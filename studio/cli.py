@@ -15,21 +15,25 @@ from studio import __version__
 from studio.core.errors import Cancelled, StudioError
 
 
-def _positive_fps(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid fps {text!r}: give a number such as 25 or 29.97") from None
+def _number(kind: type, what: str, example: str):
+    """An argparse type converting to ``kind`` with a clear message."""
+    def convert(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}: give a number such as {example}") from None
+    convert.__name__ = what
+    return convert
 
 
 def _emotion(text: str) -> tuple[str, float | None]:
-    name, _, level = text.partition(":")
-    if not level:
-        return name.strip().lower(), None
+    from studio.core.errors import ConfigError
+    from studio.engine.sources.settings import parse_emotion
+
     try:
-        return name.strip().lower(), float(level)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid emotion {text!r}: use NAME or NAME:INTENSITY, e.g. happy:0.7") from None
+        return parse_emotion(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message}: {exc.hint}") from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,9 +44,96 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _add_render_settings(p: argparse.ArgumentParser, *, photos_only: str = "") -> None:
+    """The options of :class:`~studio.engine.settings.RenderSettings` (render and batch): one declaration,
+    with the choices and defaults of the settings themselves. ``photos_only``: a note for batch help."""
+    from studio.engine.settings import ENCODER_CHOICES, ENGINE_NAMES, MOUTH_MODES, X264_PRESETS, RenderSettings
+    from studio.engine.sources.settings import BLINK_MODES, EMOTIONS, POSE_PRESETS
+
+    d = RenderSettings()
+    p.add_argument("--engine", default=d.engine.name, choices=ENGINE_NAMES,
+                   help="rendering engine: lite (embedded, CPU) or neural (needs the model store; default: lite)")
+    p.add_argument("--fps", type=_number(float, "fps", "25 or 29.97"), default=d.fps,
+                   help=f"frame rate, 1-120 (default: {d.fps:g}){photos_only}")
+    p.add_argument("--seed", type=_number(int, "seed", "0"), default=d.sources.seed,
+                   help="seed of blinks and idle head motion (default: 0)")
+    p.add_argument("--face-index", type=_number(int, "face index", "0"), default=d.face_index,
+                   help="which face to animate when there are several, 0 = largest (default: 0)")
+    t = p.add_mutually_exclusive_group()
+    t.add_argument("--transcript", metavar="TEXT", help="what is said (English); aligns visemes exactly")
+    t.add_argument("--transcript-file", type=Path, metavar="FILE", help="read the transcript from a text file")
+    p.add_argument("--pose-source", "--pose", dest="pose_source", default=d.sources.pose,
+                   metavar="VIDEO|" + "|".join(POSE_PRESETS),
+                   help=f"head motion: copied from a video, or a preset (default: {d.sources.pose}){photos_only}")
+    p.add_argument("--pose-intensity", type=_number(float, "pose intensity", "1"), default=d.sources.pose_intensity,
+                   metavar="X", help="scale of the head motion, 0 = still, up to 3 (default: 1)")
+    p.add_argument("--emotion", default=(d.sources.emotion, None), type=_emotion, metavar="NAME[:INTENSITY]",
+                   help=f"expression preset: {', '.join(EMOTIONS)}, with an optional intensity 0-1 (default: "
+                        f"neutral at {d.sources.emotion_intensity:g}; e.g. happy:0.7){photos_only}")
+    p.add_argument("--emotion-source", type=Path, metavar="FILE",
+                   help="copy the expression of a photo or video instead of a preset")
+    p.add_argument("--blink", default=d.sources.blink, choices=BLINK_MODES,
+                   help="automatic blinks, none, or those of the pose/emotion source video (default: auto)")
+    n = p.add_argument_group("neural engine")
+    n.add_argument("--person", type=Path, metavar="PERSON.safetensors",
+                   help="a PTI person file from `talkstudio tune`: its tuned generator and pivot are used")
+    n.add_argument("--encoder", default=d.engine.encoder, choices=ENCODER_CHOICES,
+                   help="image encoder E_I: auto = e4e if installed, else pSp, else optimisation-based projection "
+                        "(slower; needs the LPIPS backbone); none = projection alone (default: auto)")
+    n.add_argument("--projection-steps", type=_number(int, "projection steps", "100"),
+                   default=d.engine.projection_steps, metavar="N",
+                   help="optimisation steps refining the encoder's code (needs the LPIPS backbone; default: 0); "
+                        "without an encoder, the projection's steps (0 = 450)")
+    n.add_argument("--mouth", default=d.engine.mouth, choices=MOUTH_MODES,
+                   help="what drives the mouth: the trained speech-to-latent model when installed (auto), "
+                        "only that model, or mouth directions discovered in the generator (default: auto)")
+    p.add_argument("--crf", type=_number(int, "crf", "18"), default=d.encode.crf,
+                   help="x264 quality 0-51, lower is better (default: 18)")
+    p.add_argument("--preset", default=d.encode.preset, choices=X264_PRESETS,
+                   help=f"x264 speed preset (default: {d.encode.preset})")
+
+
+MAX_TRANSCRIPT_BYTES = 1 << 20  # 1 MiB of text is hours of speech
+
+
+def _settings_from_args(args: argparse.Namespace):
+    """The :class:`~studio.engine.settings.RenderSettings` of parsed :func:`_add_render_settings` options.
+
+    Raises:
+        InputError: the transcript file cannot be read, is not a regular file or is larger than 1 MiB.
+        ConfigError: a value that :meth:`RenderSettings.check_values` rejects.
+    """
+    from studio.core.errors import InputError
+    from studio.engine.settings import RenderSettings
+
+    transcript = args.transcript
+    if args.transcript_file is not None:
+        path = args.transcript_file
+        if not path.is_file() or path.stat().st_size > MAX_TRANSCRIPT_BYTES:
+            raise InputError(f"the transcript file {path} is not a regular text file of at most 1 MiB",
+                             "give a UTF-8 text file with what is said")
+        try:
+            transcript = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read the transcript file {path}: {exc}", "give a UTF-8 text file") from None
+    emotion, level = args.emotion
+    values = dict(engine=args.engine, fps=args.fps, seed=args.seed, face_index=args.face_index,
+                  transcript=transcript or None, pose=args.pose_source, pose_intensity=args.pose_intensity,
+                  emotion=emotion, emotion_source=args.emotion_source, blink=args.blink, crf=args.crf,
+                  preset=args.preset, person=args.person, encoder=args.encoder,
+                  projection_steps=args.projection_steps, mouth=args.mouth)
+    if level is not None:
+        values["emotion_intensity"] = level
+    settings = RenderSettings().with_values(**values)
+    settings.check_values()
+    return settings
+
+
 def _add_neural_options(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that invert a face with the neural models (invert, tune)."""
-    p.add_argument("--encoder", default="auto", choices=["auto", "e4e", "psp", "none"],
+    from studio.engine.settings import ENCODER_CHOICES
+
+    p.add_argument("--encoder", default="auto", choices=ENCODER_CHOICES,
                    help="image encoder: auto = e4e if installed, else pSp, else projection alone (slower); "
                         "none = projection alone (default: auto)")
     p.add_argument("--face-index", type=int, default=0, help="which face when there are several, 0 = largest")
@@ -50,6 +141,8 @@ def _add_neural_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from studio.engine.settings import ENGINE_NAMES
+
     parser = _Parser(
         prog="talkstudio",
         description="Talking Head Studio: lip-synced talking-head videos from one photo and a speech recording.",
@@ -65,40 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--audio", required=True, type=Path, metavar="SPEECH",
                    help="speech (WAV, FLAC, OGG, MP3, M4A/AAC, or a video file's audio track)")
     r.add_argument("--output", required=True, type=Path, metavar="OUT.mp4", help="video to write")
-    r.add_argument("--engine", default="lite", choices=["lite", "neural"],
-                   help="rendering engine: lite (embedded, CPU) or neural (needs the model store; default: lite)")
-    r.add_argument("--fps", type=_positive_fps, default=25.0, help="frame rate, 1-120 (default: 25)")
-    r.add_argument("--seed", type=int, default=0, help="seed of blinks and idle head motion (default: 0)")
-    r.add_argument("--face-index", type=int, default=0,
-                   help="which face to animate when there are several, 0 = largest (default: 0)")
-    t = r.add_mutually_exclusive_group()
-    t.add_argument("--transcript", metavar="TEXT", help="what is said (English); aligns visemes exactly")
-    t.add_argument("--transcript-file", type=Path, metavar="FILE", help="read the transcript from a text file")
-    r.add_argument("--pose-source", default="idle", metavar="VIDEO|still|idle|nod|look-around",
-                   help="head motion: copied from a video, or a preset (default: idle)")
-    r.add_argument("--pose-intensity", type=float, default=1.0, metavar="X",
-                   help="scale of the head motion, 0 = still (default: 1)")
-    r.add_argument("--emotion", default="neutral", type=_emotion, metavar="NAME[:INTENSITY]",
-                   help="expression preset: neutral, happy, sad, angry, surprised, with an optional "
-                        "intensity 0-1 (default: neutral; e.g. happy:0.7)")
-    r.add_argument("--emotion-source", type=Path, metavar="FILE",
-                   help="copy the expression of a photo or video instead of a preset")
-    r.add_argument("--blink", default="auto", choices=["auto", "off", "source"],
-                   help="automatic blinks, none, or those of the pose/emotion source video (default: auto)")
-    n = r.add_argument_group("neural engine")
-    n.add_argument("--person", type=Path, metavar="PERSON.safetensors",
-                   help="a PTI person file from `talkstudio tune`: its tuned generator and pivot are used")
-    n.add_argument("--encoder", default="auto", choices=["auto", "e4e", "psp", "none"],
-                   help="image encoder E_I: auto = e4e if installed, else pSp, else optimisation-based projection "
-                        "(slower; needs the LPIPS backbone); none = projection alone (default: auto)")
-    n.add_argument("--projection-steps", type=int, default=0, metavar="N",
-                   help="optimisation steps refining the encoder's code (needs the LPIPS backbone; default: 0); "
-                        "without an encoder, the projection's steps (0 = 450)")
-    n.add_argument("--mouth", default="auto", choices=["auto", "audio-model", "directions"],
-                   help="what drives the mouth: the trained speech-to-latent model when installed (auto), "
-                        "only that model, or mouth directions discovered in the generator (default: auto)")
-    r.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (default: 18)")
-    r.add_argument("--preset", default="veryfast", help="x264 speed preset (default: veryfast)")
+    _add_render_settings(r)
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
     g = sub.add_parser("gui", help="open the studio (desktop editor)",
@@ -182,8 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     ta.add_argument("--quiet", action="store_true", help="no progress bar")
 
     b = sub.add_parser("batch", help="dub many identities x speech tracks into videos (resumable queue)",
-                       description="Render every job of a CSV (columns identity,audio,output,engine,pose,emotion,fps,"
-                                   "video_fit; blank = default), or every identity x speech pair of two folders, into "
+                       description="Render every job of a CSV (columns identity,audio,output,video_fit and any render "
+                                   "setting by name: engine,fps,pose,emotion,seed,blink,transcript,emotion_source,"
+                                   "pose_intensity,...; blank = the options' value), or every identity x speech pair "
+                                   "of two folders, into "
                                    "DIR/IDENTITY__SPEECH.mp4. A video identity is re-voiced: its frames are kept and "
                                    "only the mouth follows the new speech. The queue is kept in "
                                    "DIR/.talkstudio-batch.sqlite: --resume continues a killed or paused batch.")
@@ -194,10 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--resume", action="store_true", help="continue the batch queued in --output-dir")
     b.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: never)")
     b.add_argument("--retry-failed", action="store_true", help="also re-run jobs that failed before")
-    b.add_argument("--engine", default="lite", choices=["lite", "neural"], help="default engine (default: lite)")
-    b.add_argument("--fps", type=_positive_fps, default=25.0, help="default frame rate for photos (default: 25)")
-    b.add_argument("--pose", default="idle", metavar="PRESET|VIDEO", help="default head motion for photos (default: idle)")
-    b.add_argument("--emotion", default="neutral", metavar="NAME[:INTENSITY]", help="default expression for photos")
+    _add_render_settings(b, photos_only=" (photos; a video identity keeps its own)")
     b.add_argument("--video-fit", default="loop", choices=["loop", "trim"],
                    help="video identities shorter than the speech: loop with a crossfade, or trim the speech "
                         "(a longer video is always cut at the speech's end; default: loop)")
@@ -212,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "report.md, report.json and plots to DIR.")
     e.add_argument("videos", nargs="+", type=Path, metavar="VIDEO", help="talking-head videos with sound")
     e.add_argument("--report", required=True, type=Path, metavar="DIR", help="report folder (created)")
-    e.add_argument("--engine", default="lite", choices=["lite", "neural"],
+    e.add_argument("--engine", default="lite", choices=ENGINE_NAMES,
                    help="engine to evaluate: lite, or neural (needs its models in the model store; default: lite)")
     e.add_argument("--identity-frame", type=int, default=0, help="frame used as the identity photo (default: 0)")
     e.add_argument("--pose-source", default="still", help="head motion while rendering (default: still)")
@@ -230,38 +289,22 @@ def _fail(exc: StudioError) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from studio.core.errors import InputError
-    from studio.engine.pipeline import Done, RenderRequest, RenderSettings, render
+    from studio.engine.pipeline import RenderRequest, render
 
-    transcript = args.transcript
-    if args.transcript_file is not None:
-        try:
-            transcript = args.transcript_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read the transcript file {args.transcript_file}: {exc}",
-                             "give a UTF-8 text file") from None
-    emotion, level = args.emotion
-    settings = RenderSettings(engine=args.engine, fps=args.fps, seed=args.seed, face_index=args.face_index,
-                              transcript=transcript, pose=args.pose_source, pose_intensity=args.pose_intensity,
-                              emotion=emotion, emotion_source=args.emotion_source, blink=args.blink,
-                              crf=args.crf, preset=args.preset, person=args.person, encoder=args.encoder,
-                              projection_steps=args.projection_steps, mouth=args.mouth,
-                              **({} if level is None else {"emotion_intensity": level}))
-    request = RenderRequest(image=args.image, audio=args.audio, output=args.output, settings=settings)
-    done = _consume(render(request), quiet=args.quiet, result_type=Done)
-    assert done is not None
+    request = RenderRequest(image=args.image, audio=args.audio, output=args.output,
+                            settings=_settings_from_args(args))
+    done = _consume(render(request), quiet=args.quiet)
     fps_render = done.n_frames / max(done.timings["render"], 1e-9)
     print(f"wrote {done.output} ({done.size[0]}x{done.size[1]}, {done.n_frames} frames at {done.fps:g} fps, "
           f"{done.duration_s:.2f} s; rendered at {fps_render:.0f} fps, total {done.timings['total']:.1f} s)")
     return 0
 
 
-def _consume(events, *, quiet: bool, result_type: type):
-    """Drive an event generator: a progress bar with ETA on a terminal, warnings on stderr; return the
-    final event of ``result_type``."""
-    from studio.core.progress import Progress as ProgressEvent
+def _consume(job, *, quiet: bool):
+    """Drive a long job (:func:`studio.core.events.drive`): a progress bar with ETA on a terminal, notices on
+    stderr; return the job's result."""
+    from studio.core.events import drive
 
-    result = None
     if not quiet and sys.stderr.isatty():
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -270,35 +313,24 @@ def _consume(events, *, quiet: bool, result_type: type):
                    TimeRemainingColumn())
         with Progress(*columns, transient=True) as bar:
             task = bar.add_task("start", total=1.0, detail="")
-            for ev in events:
-                if isinstance(ev, result_type):
-                    result = ev
-                elif isinstance(ev, ProgressEvent):
-                    bar.update(task, completed=ev.fraction, description=ev.stage, detail=ev.message)
-                else:
-                    color = "yellow" if getattr(ev, "level", "warning") == "warning" else "cyan"
-                    bar.console.print(f"[{color}]{getattr(ev, 'level', 'warning')}:[/] {ev.message}")
-    else:
-        for ev in events:
-            if isinstance(ev, result_type):
-                result = ev
-            elif not isinstance(ev, ProgressEvent):
-                print(f"{getattr(ev, 'level', 'warning')}: {ev.message}", file=sys.stderr)
-    return result
+            return drive(job, on_progress=lambda ev: bar.update(task, completed=ev.fraction, description=ev.stage,
+                                                                 detail=ev.message),
+                         on_notice=lambda ev: bar.console.print(
+                             f"[{'yellow' if ev.level == 'warning' else 'cyan'}]{ev.level}:[/] {ev.message}"))
+    return drive(job, on_notice=lambda ev: print(f"{ev.level}: {ev.message}", file=sys.stderr))
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
     from studio.cli_batch import run_batch_command
 
-    return run_batch_command(args)
+    return run_batch_command(args, _settings_from_args(args))
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from studio.engine.eval.harness import EvalReport, run_eval
+    from studio.engine.eval.harness import run_eval
 
     report = _consume(run_eval(args.videos, args.report, engine=args.engine, identity_frame=args.identity_frame,
-                               pose=args.pose_source, max_seconds=args.max_seconds),
-                      quiet=args.quiet, result_type=EvalReport)
+                               pose=args.pose_source, max_seconds=args.max_seconds), quiet=args.quiet)
     print(report.markdown.read_text(encoding="utf-8"))
     print(f"report: {report.markdown} and {report.json}")
     return 0
@@ -345,18 +377,21 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_invert(args: argparse.Namespace) -> int:
     import cv2
 
-    from studio.core.errors import ConfigError, OutputError
+    from studio.core.errors import OutputError
     from studio.core.fileio import atomic_write_bytes
-    from studio.engine.neural.invert import Inversion, invert_photo, save_latent
+    from studio.engine.neural.invert import invert_photo, save_latent
+    from studio.media.kinds import check_output_path
 
-    if args.output.suffix.lower() != ".png":
-        raise ConfigError(f"unsupported output type {args.output.suffix!r}", "name the reconstruction .png")
-    for path in filter(None, (args.output, args.latent)):
-        if not path.parent.is_dir():
-            raise OutputError(f"output folder does not exist: {path.parent}", "create it first")
+    check_output_path(args.output, (".png",), what="reconstruction")
+    if args.latent is not None:
+        check_output_path(args.latent, (".safetensors",), what="latent file")
     result = _consume(invert_photo(args.image, encoder=args.encoder, steps=args.steps, face_index=args.face_index),
-                      quiet=args.quiet, result_type=Inversion)
+                      quiet=args.quiet)
     ok, png = cv2.imencode(".png", result.composite[:, :, ::-1])
+    if not ok:  # never write an empty or truncated PNG
+        raise OutputError(f"cannot encode the reconstruction {args.output.name} as PNG "
+                          f"({result.composite.shape[1]}x{result.composite.shape[0]} image)",
+                          "check that OpenCV was installed with PNG support, then try again")
     atomic_write_bytes(args.output, png.tobytes())
     if args.latent is not None:
         save_latent(args.latent, result)
@@ -366,13 +401,13 @@ def _cmd_invert(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from studio.engine.neural.pti import PersonResult, TuneConfig, tune_person
+    from studio.engine.neural.pti import TuneConfig, tune_person
 
     result = _consume(tune_person(image=args.image, video=args.video, output=args.output,
                                   encoder=args.encoder, steps=args.steps,
                                   frames=args.frames, projection_steps=args.projection_steps,
                                   config=TuneConfig(locality_weight=args.locality), face_index=args.face_index),
-                      quiet=args.quiet, result_type=PersonResult)
+                      quiet=args.quiet)
     print(f"wrote {result.path} ({result.pivots} pivot(s), {result.steps} steps): LPIPS "
           f"{result.initial_lpips:.3f} -> {result.final_lpips:.3f}, L2 {result.initial_l2:.4f} -> "
           f"{result.final_l2:.4f}; preview {result.preview}")
@@ -380,11 +415,11 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from studio.engine.neural.train import PreparedDataset, TrainConfig, TrainResult, prepare_dataset, train_audio
+    from studio.engine.neural.train import TrainConfig, prepare_dataset, train_audio
 
     if args.train_command == "prepare":
         ds = _consume(prepare_dataset(args.videos, args.output, encoder=args.encoder, held_out_fraction=args.held_out),
-                      quiet=args.quiet, result_type=PreparedDataset)
+                      quiet=args.quiet)
         print(f"dataset {ds.path}: {ds.frames} frames from {ds.videos + ds.skipped} videos ({ds.skipped} prepared "
               f"before, {len(ds.failed)} failed); train speakers: {', '.join(ds.train_speakers) or '-'}; held out: "
               f"{', '.join(ds.held_out_speakers) or '-'}")
@@ -392,8 +427,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(steps=args.steps, batch=args.batch, seq_len=args.seq_len, lr=args.lr,
                       lambda_lpips=args.lpips_weight, lpips_net=args.lpips_net, preset=args.preset,
                       checkpoint_every=args.checkpoint_every, val_every=args.val_every, seed=args.seed)
-    res = _consume(train_audio(args.dataset, args.output, config=cfg, resume=not args.restart),
-                   quiet=args.quiet, result_type=TrainResult)
+    res = _consume(train_audio(args.dataset, args.output, config=cfg, resume=not args.restart), quiet=args.quiet)
     print(f"wrote {res.path} after {res.steps} steps: loss {res.first_loss:.4g} -> {res.final_loss:.4g}, validation "
           f"latent MSE {res.val_latent:.4g}, LMD {res.val_lmd:.2f} px; logs in {res.checkpoint.parent}; install it "
           f"with `talkstudio models import {res.path}`")

@@ -17,19 +17,19 @@ from pathlib import Path
 
 from studio.app.batch import BatchEvent, BatchQueue, BatchReport, JobSpec, jobs_from_csv, jobs_from_folders, run_batch
 from studio.core.errors import Cancelled, ConfigError
-from studio.core.progress import CancelToken
+from studio.core.events import CancelToken, Returning
+from studio.engine.settings import RenderSettings
 
 _STYLE = {"done": "green", "failed": "red", "cancelled": "yellow", "pending": "dim", "running": "cyan"}
 
 
-def _specs(args: argparse.Namespace) -> list[JobSpec] | None:
-    """The jobs named on the command line (None with --resume alone)."""
+def _specs(args: argparse.Namespace, settings: RenderSettings) -> list[JobSpec] | None:
+    """The jobs named on the command line, with ``settings`` as their defaults (None with --resume alone)."""
     folders = args.identities is not None or args.audio is not None
     if args.jobs is not None and folders:
         raise ConfigError("give either a jobs CSV or --identities/--audio, not both",
                           "run one batch per jobs source, or put every job in the CSV")
-    defaults = JobSpec(identity=Path(), audio=Path(), output=Path(), engine=args.engine, pose=args.pose,
-                       emotion=args.emotion, fps=args.fps, video_fit=args.video_fit)
+    defaults = JobSpec(identity=Path(), audio=Path(), output=Path(), settings=settings, video_fit=args.video_fit)
     if args.jobs is not None:
         return jobs_from_csv(args.jobs, args.output_dir, defaults=defaults)
     if folders:
@@ -41,13 +41,14 @@ def _specs(args: argparse.Namespace) -> list[JobSpec] | None:
     return None
 
 
-def run_batch_command(args: argparse.Namespace) -> int:
-    """Run ``talkstudio batch`` for parsed arguments; returns the exit status (see the module doc).
+def run_batch_command(args: argparse.Namespace, settings: RenderSettings) -> int:
+    """Run ``talkstudio batch`` for parsed arguments; ``settings``: the render options given (the jobs'
+    defaults). Returns the exit status (see the module doc).
 
     Raises:
         StudioError subclasses for bad arguments (the CLI prints them as one line).
     """
-    specs = _specs(args)
+    specs = _specs(args, settings)
     queue = BatchQueue(args.output_dir, create=specs is not None)
     if specs is not None:
         queue.add(specs, overwrite=args.overwrite)
@@ -78,8 +79,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
-def _drive(events, *, quiet: bool) -> BatchReport:
-    report = None
+def _drive(batch, *, quiet: bool) -> BatchReport:
+    events = Returning(batch)
     if not quiet and sys.stderr.isatty():
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -91,9 +92,6 @@ def _drive(events, *, quiet: bool) -> BatchReport:
             overall = bar.add_task("batch", total=1.0, detail="", eta="")
             current = bar.add_task("", total=1.0, detail="", eta="")
             for ev in events:
-                if isinstance(ev, BatchReport):
-                    report = ev
-                    continue
                 eta = f"ETA {_fmt_s(ev.eta_s)}" if ev.eta_s is not None else ""
                 bar.update(overall, completed=ev.overall, eta=eta,
                            description=f"batch: job {ev.index + 1}/{ev.total}")
@@ -103,12 +101,10 @@ def _drive(events, *, quiet: bool) -> BatchReport:
                     bar.console.print(_line(ev))
     else:
         for ev in events:
-            if isinstance(ev, BatchReport):
-                report = ev
-            elif ev.kind in ("start", "done", "failed", "cancelled", "skipped", "notice"):
+            if ev.kind in ("start", "done", "failed", "cancelled", "skipped", "notice"):
                 print(_line(ev, rich=False), file=sys.stderr, flush=True)
-    assert report is not None
-    return report
+    assert events.result is not None
+    return events.result
 
 
 def _fmt_s(s: float) -> str:
@@ -123,7 +119,7 @@ def _line(ev: BatchEvent, *, rich: bool = True) -> str:
         text = f"{head}: failed: {ev.job.error}" + (f" — {ev.job.hint}" if ev.job.hint else "")
         return f"[red]{text}[/]" if rich else text
     if ev.kind == "notice":
-        return f"[yellow]{head}: {ev.message}[/]" if rich else f"{head}: warning: {ev.message}"
+        return f"[yellow]{head}: {ev.message}[/]" if rich else f"{head}: {ev.stage or 'warning'}: {ev.message}"
     text = f"{head}: {ev.kind}" + (f" ({ev.message})" if ev.message and ev.kind != "start" else "")
     if ev.kind in ("done", "start") and ev.eta_s is not None:
         text += f", batch ETA {_fmt_s(ev.eta_s)}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,36 @@ def sample(rel: str) -> Path:
     if not path.exists():
         pytest.skip(f"sample media not available: {path} (tests need ../shared/samples beside the repo)")
     return path
+
+
+def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name the same file once symlinks are followed.
+
+    Compare paths with this, not ``==``, whenever the code may have resolved one of them: the samples are
+    reached through ``../shared``, which may be a symlink, so the path the code resolved and the one the test
+    passed in can differ in text."""
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def resolved_paths(value):
+    """``value`` with every path inside it resolved (symlinks followed), for comparing whole documents whose
+    paths the code may have resolved (a project reopened from its relative paths) with ``==``.
+
+    Walks dataclasses (compared fields, as a (type name, {field: value}) pair), mappings, lists and tuples;
+    a ``Path``, or a ``str`` naming an absolute path that exists (e.g. a pose video), counts as a path."""
+    if isinstance(value, Path):
+        return value.resolve()
+    if isinstance(value, str):
+        return str(Path(value).resolve()) if os.path.isabs(value) and os.path.exists(value) else value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return type(value).__name__, {f.name: resolved_paths(getattr(value, f.name))
+                                      for f in dataclasses.fields(value) if f.compare}
+    if isinstance(value, Mapping):
+        return {k: resolved_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [resolved_paths(v) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    return value
 
 
 def load_rgb(rel: str) -> np.ndarray:

@@ -19,10 +19,14 @@ from studio.app.batch import (BatchQueue, JobSpec, cross_product, jobs_from_csv,
                               verify_output)
 from studio.cli import main
 from studio.core.errors import ConfigError
-from studio.engine.dub import DubSettings, MouthDubber, dub_video, edit_mask, frame_plan, _MouthRig
+from studio.engine.dub import DubSettings, MouthDubber, dub_video, edit_mask, frame_plan
 from studio.engine.face import topology as T
 from studio.engine.face.detect import FaceTracker
-from studio.engine.pipeline import Done, even_crop
+from jobutil import notices, run_job
+from studio.engine.base import Done
+from studio.engine.face.identity import even_crop
+from studio.engine.lite.rig import FaceRig
+from studio.engine.settings import RenderSettings
 from studio.media.audio import load_audio, rms_envelope
 from studio.media.video import FrameEncoder, probe_media, read_video_frames
 
@@ -42,12 +46,13 @@ def test_csv_defaults_relative_paths_and_errors(tmp_path):
                         "face.jpg,speech.wav,,,,,\n"
                         "/abs/b.png,/abs/s2.wav,custom.mp4,lite,nod,happy:0.5,12\n", encoding="utf-8")
     out = tmp_path / "out"
-    specs = jobs_from_csv(csv_file, out, defaults=JobSpec(Path(), Path(), Path(), fps=30.0, pose="still"))
+    specs = jobs_from_csv(csv_file, out, defaults=JobSpec(Path(), Path(), Path(), settings=RenderSettings().with_values(fps=30.0, pose="still")))
     assert specs[0].identity == tmp_path / "in" / "face.jpg" and specs[0].audio == tmp_path / "in" / "speech.wav"
     assert specs[0].output == out.absolute() / "face__speech.mp4"
-    assert (specs[0].fps, specs[0].pose, specs[0].engine) == (30.0, "still", "lite")
+    s0, s1 = specs[0].settings, specs[1].settings
+    assert (s0.fps, s0.sources.pose, s0.engine.name) == (30.0, "still", "lite")
     assert specs[1].output == out.absolute() / "custom.mp4"
-    assert (specs[1].fps, specs[1].pose, specs[1].emotion) == (12.0, "nod", "happy:0.5")
+    assert (s1.fps, s1.sources.pose, s1.sources.emotion, s1.sources.emotion_intensity) == (12.0, "nod", "happy", 0.5)
 
     bad = tmp_path / "bad.csv"
     bad.write_text("identity,speech\na.jpg,b.wav\n", encoding="utf-8")
@@ -74,8 +79,8 @@ def test_cross_product_names_and_queue_merge(tmp_path):
     q.update(job.id, status="done")
     q.add(specs[:1])  # unchanged inputs keep a finished job
     assert q.get(job.id).status == "done"
-    q.add([specs[0].__class__(**{**specs[0].__dict__, "fps": 12.0})])  # changed inputs: to do again
-    assert q.get(job.id).status == "pending" and q.get(job.id).fps == 12.0
+    q.add([specs[0].__class__(**{**specs[0].__dict__, "settings": RenderSettings(fps=12.0)})])  # changed: redo
+    assert q.get(job.id).status == "pending" and q.get(job.id).settings.fps == 12.0
     assert q.remove([job.id]) == 1 and len(q.jobs()) == 3
 
 
@@ -191,7 +196,8 @@ def test_killed_batch_resumes_without_redoing_finished_jobs(tmp_path):
 
 
 def test_ctrl_c_cancels_the_running_job_and_cleans_up(tmp_path):
-    long = _speech("audio/english_radio_16k_stereo.wav", tmp_path / "long.wav", 0.0, 8.0)
+    # 30 s of speech (750 frames): the job is still rendering when the signal arrives, even on a loaded machine
+    long = _speech("audio/english_60s_16k_mono.wav", tmp_path / "long.wav", 0.0, 30.0)
     out = tmp_path / "out"
     ids = tmp_path / "ids"
     ids.mkdir()
@@ -256,8 +262,7 @@ def dubbed(tmp_path_factory):
     video = sample("video/voxceleb2_00086.mp4")
     out = tmp / "dub.mp4"
     t0 = time.perf_counter()
-    events = list(dub_video(video, speech, out, DubSettings(fit="loop", crf=18)))
-    done = events[-1]
+    done, _events = run_job(dub_video(video, speech, out, DubSettings(fit="loop", crf=18)))
     assert isinstance(done, Done)
     print(f"dub {done.n_frames} frames at 224x224: {time.perf_counter() - t0:.1f} s "
           f"(track {done.timings['track']:.1f} s, render {done.timings['render'] / done.n_frames * 1000:.0f} ms/frame)")
@@ -286,7 +291,7 @@ def test_dubbed_video_keeps_the_source_outside_the_mouth(dubbed, tmp_path):
         region = _region(p, f.shape[:2])
         assert np.array_equal(dub[~region], f[~region]), "a pixel outside the mouth/jaw region changed"
         assert np.abs(dub[region].astype(int) - f[region]).mean() > 1.0, "the mouth was not re-driven"
-        box, mask = edit_mask(_MouthRig(p, f.shape[:2]), f.shape[:2])
+        box, mask = edit_mask(FaceRig(p, f.shape[:2], head_rotation=False), f.shape[:2])
         assert mask.max() == pytest.approx(1.0) and mask.min() >= 0.0
 
     # encoded: outside the region, the dub differs from the source no more than re-encoding it unchanged
@@ -344,11 +349,11 @@ def test_short_video_loops_or_trims(tmp_path):
                 break
             enc.write(f)
     speech = _speech("audio/english_short_16k_mono.wav", tmp_path / "s.wav", 0.5, 2.0)
-    loop = list(dub_video(src, speech, tmp_path / "loop.mp4", DubSettings(fit="loop")))
-    assert loop[-1].n_frames == 50 and abs(probe_media(tmp_path / "loop.mp4").duration - 2.0) <= 0.05
-    assert any("loops" in getattr(e, "message", "") for e in loop)
-    trim = list(dub_video(src, speech, tmp_path / "trim.mp4", DubSettings(fit="trim")))
-    assert trim[-1].n_frames == 30 and abs(probe_media(tmp_path / "trim.mp4").duration - 1.2) <= 0.05
+    loop, events = run_job(dub_video(src, speech, tmp_path / "loop.mp4", DubSettings(fit="loop")))
+    assert loop.n_frames == 50 and abs(probe_media(tmp_path / "loop.mp4").duration - 2.0) <= 0.05
+    assert any("loops" in m for m in notices(events))
+    trim, _ = run_job(dub_video(src, speech, tmp_path / "trim.mp4", DubSettings(fit="trim")))
+    assert trim.n_frames == 30 and abs(probe_media(tmp_path / "trim.mp4").duration - 1.2) <= 0.05
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial.mp4")]
 
 

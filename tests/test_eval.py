@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import load_rgb, sample
+from jobutil import run_job
 from studio.cli import main
 from studio.engine.eval.harness import EvalReport, run_eval
 from studio.engine.eval.metrics import lmd, mouth_points, pearson, psnr, ssim
@@ -71,9 +72,9 @@ def test_harness_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert (report / "grid_bbaf2n_lmd.png").stat().st_size > 5000
     assert (report / "grid_bbaf2n_lipgap.png").exists()
     # a second run reuses the finished video instead of rendering it again
-    events = list(run_eval([video], report))
-    assert any("reusing" in getattr(e, "message", "") for e in events)
-    assert isinstance(events[-1], EvalReport)
+    result, events = run_job(run_eval([video], report))
+    assert any("reusing" in e.message for e in events)
+    assert isinstance(result, EvalReport)
 
 
 def test_lite_beats_the_static_baseline_on_real_videos(tmp_path):
@@ -84,7 +85,7 @@ def test_lite_beats_the_static_baseline_on_real_videos(tmp_path):
     # (wide open in a pause, nearly closed while talking): r <= 0.26 with the audio at every lag within
     # 0.8 s, and the best lag moves from -20 to +7 frames between measures and halves of the clip.
     videos = [sample("video/voxceleb2_00086.mp4"), sample("video/grid_bbaf2n.mpg")]
-    report = list(run_eval(videos, tmp_path, max_seconds=4.0))[-1]
+    report, _ = run_job(run_eval(videos, tmp_path, max_seconds=4.0))
     for r in report.results:
         lite, static = r.metrics["lite"], r.metrics["static"]
         assert lite["lmd"] < static["lmd"], (r.video, lite, static)
@@ -145,7 +146,7 @@ def test_frames_without_a_face_are_counted_and_json_has_no_nan(tmp_path, monkeyp
 
     monkeypatch.setattr(harness, "FaceTracker", Flaky)
     monkeypatch.setenv("TALKSTUDIO_DATA_DIR", str(tmp_path / "data"))  # no SyncNet / Inception installed
-    report = list(run_eval([sample("video/grid_bbaf2n.mpg")], tmp_path / "rep", max_seconds=1.0))[-1]
+    report, _ = run_job(run_eval([sample("video/grid_bbaf2n.mpg")], tmp_path / "rep", max_seconds=1.0))
     r = report.results[0]
     assert r.no_face == {"real": r.frames // 3, "lite": r.frames // 3}
     assert f"| {r.frames // 3}/{r.frames // 3} |" in report.markdown.read_text()

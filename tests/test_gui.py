@@ -22,7 +22,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from conftest import sample  # noqa: E402
+from conftest import resolved_paths, same_path, sample  # noqa: E402
 
 # Qt 6 marks the QPoint constructor of QDragEnterEvent deprecated but offers no other; it is what Qt sends.
 pytestmark = pytest.mark.filterwarnings("ignore:Function.*QDragEnterEvent:DeprecationWarning")
@@ -77,6 +77,19 @@ class UiProbe:
     The CPU time is what the studio's own code does on the UI thread; a gap longer than it is the thread
     waiting (for the GIL held by a worker, or for a core on a loaded machine)."""
 
+    #: Bounds on the UI thread's own CPU time between two ticks (``time.thread_time``): what the studio's code
+    #: does on it, which load from other processes does not inflate. Any one gap (no stretch of work longer
+    #: than 50 ms) and the median gap: scrubbing costs the UI thread ~7 ms of CPU per gap, idle or on a
+    #: loaded machine, while a preview render done on the UI thread (~25 ms of CPU for a lite frame of a
+    #: 624 px photo, seconds for a neural one) makes it >= 20 ms at every seek.
+    MAX_CPU_S = 0.05
+    MAX_MEDIAN_CPU_S = 0.015
+    #: Bound on the wall-clock gap, which also counts the UI thread waiting (for the GIL held by a worker, on a
+    #: blocking call) and kept from a core by other processes: a loaded two-core machine delays it tens of ms
+    #: now and then (up to ~140 ms seen beside three busy loops and another test run), far from 250 ms;
+    #: blocking it for hundreds of ms still exceeds that.
+    MAX_GAP_S = 0.25
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.gaps: list[float] = []
@@ -99,18 +112,23 @@ class UiProbe:
         self.timer.stop()
 
     def check(self) -> None:
-        """The UI thread never works > 50 ms at a stretch, and 99 % of its ticks come within 50 ms.
+        """The UI thread never works more than 50 ms at a stretch, typically works less than 15 ms between two
+        ticks (its own CPU time, see :attr:`MAX_CPU_S`) and is never kept from running 250 ms (wall clock).
 
-        The wall-clock maximum is bounded more loosely (250 ms): on a loaded 2-core CI machine the OS alone
-        can hold a runnable thread back ~100 ms. Rendering a single frame on the UI thread breaks both the
-        CPU bound and the percentile (a lite frame takes 20-40 ms of CPU, a neural one seconds)."""
+        No wall-clock bound near the 10 ms tick (such as a 50 ms p99): on a busy machine the OS alone delays
+        the UI thread that much now and then, whatever the studio does."""
         gaps, cpu = np.array(self.gaps), np.array(self.cpu)
         assert len(gaps) > 10, f"{self.name}: the probe barely ran ({len(gaps)} ticks)"
-        print(f"\nUI latency probe during {self.name}: {len(gaps)} ticks, max gap {gaps.max() * 1000:.1f} ms, "
-              f"p99 {np.percentile(gaps, 99) * 1000:.1f} ms, max UI-thread CPU per gap {cpu.max() * 1000:.1f} ms")
-        assert cpu.max() < 0.05, f"{self.name}: the UI thread worked {cpu.max() * 1000:.0f} ms without a break"
-        assert np.percentile(gaps, 99) < 0.05, f"{self.name}: p99 gap {np.percentile(gaps, 99) * 1000:.0f} ms"
-        assert gaps.max() < 0.25, f"{self.name}: the UI thread stalled {gaps.max() * 1000:.0f} ms"
+        print(f"\nUI latency probe during {self.name}: {len(gaps)} ticks; wall gap median "
+              f"{np.median(gaps) * 1000:.1f} ms, p99 {np.percentile(gaps, 99) * 1000:.1f} ms, max "
+              f"{gaps.max() * 1000:.1f} ms; UI-thread CPU per gap median {np.median(cpu) * 1000:.1f} ms, "
+              f"max {cpu.max() * 1000:.1f} ms")
+        assert cpu.max() < self.MAX_CPU_S, (
+            f"{self.name}: the UI thread worked {cpu.max() * 1000:.0f} ms (CPU time) without a break")
+        assert np.median(cpu) < self.MAX_MEDIAN_CPU_S, (
+            f"{self.name}: the UI thread typically worked {np.median(cpu) * 1000:.0f} ms (CPU time) between two "
+            "10 ms ticks: is something (a frame render?) done on it instead of in a worker?")
+        assert gaps.max() < self.MAX_GAP_S, f"{self.name}: the UI thread stalled {gaps.max() * 1000:.0f} ms"
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +182,7 @@ def window(qapp, dirs, short_speech):
 
 def test_drop_photo_and_speech_loads_everything(window, short_speech):
     state = window.model.state
-    assert state.identity == sample(PHOTO) and state.audio == short_speech
+    assert same_path(state.identity, sample(PHOTO)) and same_path(state.audio, short_speech)
     info = window.identity.info
     assert info.face is not None and info.aligned.shape == (256, 256, 3)
     assert window.identity.problem_text() == ""
@@ -175,6 +193,16 @@ def test_drop_photo_and_speech_loads_everything(window, short_speech):
     assert window.preview.image is not None
     # a drop of something that is not speech is refused
     assert not drop_file(window.timeline.plots.viewport(), sample(PHOTO))
+
+
+def test_notices_keep_their_level_in_the_status_bar(window):
+    """A job's warning and its notes reach the window with their level (the first wave dropped it)."""
+    window.controller.notice.emit("the audio is silent", "warning")
+    assert window.status_label.text() == "warning: the audio is silent"
+    assert "ffc66d" in window.status_label.styleSheet()
+    window.controller.notice.emit("neural engine: the mouth follows the directions", "note")
+    assert window.status_label.text() == "neural engine: the mouth follows the directions"
+    assert window.status_label.styleSheet() == ""
 
 
 def test_click_on_timeline_seeks_and_preview_follows(window, qtbot):
@@ -252,38 +280,38 @@ def test_trajectory_draws_every_channel_of_every_lane(window):
 def test_pose_source_intensity_undo_redo(window, qtbot):
     model, stack = window.model, window.model.undo_stack
     pose = window.sources.pose
-    assert model.state.pose == "idle"
+    assert model.state.value("pose") == "idle"
     pose.combo.setCurrentIndex(pose.combo.findData("nod"))
     pose.combo.activated.emit(pose.combo.currentIndex())
-    assert model.state.pose == "nod"
+    assert model.state.value("pose") == "nod"
     pose.slider.sliderPressed.emit()
     for v in (120, 150, 180):  # one drag: three moves, one undo step
         pose.slider.setValue(v)
-    assert model.state.pose_intensity == pytest.approx(1.8)
+    assert model.state.value("pose_intensity") == pytest.approx(1.8)
     assert stack.undoText().startswith("Head pose intensity")
     stack.undo()
-    assert model.state.pose_intensity == pytest.approx(1.0) and model.state.pose == "nod"
+    assert model.state.value("pose_intensity") == pytest.approx(1.0) and model.state.value("pose") == "nod"
     assert pose.slider.value() == 100  # the view follows the document
     stack.undo()
-    assert model.state.pose == "idle"
+    assert model.state.value("pose") == "idle"
     assert pose.combo.currentData() == "idle"
     stack.redo()
     stack.redo()
-    assert model.state.pose == "nod" and model.state.pose_intensity == pytest.approx(1.8)
+    assert model.state.value("pose") == "nod" and model.state.value("pose_intensity") == pytest.approx(1.8)
     settings = model.state.render_settings()
-    assert settings.pose == "nod" and settings.pose_intensity == pytest.approx(1.8)
+    assert settings.sources.pose == "nod" and settings.sources.pose_intensity == pytest.approx(1.8)
     settle(window)  # the edit re-ran prepare in a worker
-    assert window.session.settings.pose == "nod"
+    assert window.session.settings.sources.pose == "nod"
 
 
 def test_pose_from_dropped_video_shows_thumbnail(window, qtbot):
     pose = window.sources.pose
     assert drop_file(pose, sample(POSE_VIDEO))
-    assert window.model.state.pose_video_path == sample(POSE_VIDEO)
+    assert same_path(window.model.state.settings.pose_video, sample(POSE_VIDEO))
     qtbot.waitUntil(pose.thumbnail_ready, timeout=10_000)
     assert pose.combo.currentData() == "__file__"
     window.model.undo_stack.undo()
-    assert window.model.state.pose == "nod"
+    assert window.model.state.value("pose") == "nod"
     settle(window)
 
 
@@ -341,18 +369,21 @@ def test_dragging_a_channel_sets_a_keyframe(window, qtbot):
 
 
 def test_save_and_reopen_project(window, dirs, qtbot):
+    from studio.app.project import SCHEMA_VERSION
+
     window.set_range((0.4, 1.4))
     path = dirs / "projects" / "talk.talkproj"
     path.parent.mkdir()
     assert window.save_project_to(path)
     assert not window.isWindowModified()
     data = json.loads(path.read_text())
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == SCHEMA_VERSION
     assert not Path(data["audio"]).is_absolute() and not Path(data["identity"]).is_absolute()
     other = _new_window()
     try:
         assert other.open_project(path)
-        assert other.model.state == window.model.state
+        # reopened paths are resolved against the project's folder: ../shared (the samples) may be a symlink
+        assert resolved_paths(other.model.state) == resolved_paths(window.model.state)
         assert other.settings.recent[0] == str(path)
         settle(other)
         assert other.controller.controls.channel("open")[30] == pytest.approx(
@@ -503,3 +534,38 @@ def test_playback_follows_the_audio_clock_when_they_drift(qapp):
     assert t.position == pytest.approx(2.6, abs=0.01)
     t.pause()
     assert not t._player.playing and not t.playing
+
+
+def test_job_worker_drives_jobs_and_plain_functions(qapp, qtbot):
+    """A long job's events become signals (notices with their level) and its returned value is the result;
+    a plain function's return value is the result too; a job's error is one message."""
+    from studio.core.errors import InputError
+    from studio.core.events import Notice, Progress
+    from studio.gui.workers import JobWorker
+
+    def job(cancel):
+        yield Progress("load", 0.5, "half")
+        yield Notice("heads up")
+        yield Notice("for information", level="note")
+        return "result"
+
+    def run(factory):
+        worker = JobWorker(factory, min_interval_s=0.0)
+        seen = {"notice": [], "ok": [], "failed": []}
+        worker.notice.connect(lambda text, level: seen["notice"].append((text, level)))
+        worker.finished_ok.connect(seen["ok"].append)
+        worker.failed.connect(lambda m, h: seen["failed"].append(m))
+        with qtbot.waitSignal(worker.finished, timeout=10_000):
+            worker.start()
+        qapp.processEvents()
+        return seen
+
+    seen = run(job)
+    assert seen == {"notice": [("heads up", "warning"), ("for information", "note")], "ok": ["result"], "failed": []}
+    assert run(lambda cancel: 41 + 1)["ok"] == [42]
+
+    def bad(cancel):
+        raise InputError("cannot read x", "give another file")
+        yield  # a generator
+
+    assert run(bad)["failed"] == ["cannot read x"]

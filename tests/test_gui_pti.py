@@ -51,9 +51,9 @@ def test_one_click_pti_writes_a_person_file(tiny_store, qtbot, monkeypatch):  # 
     assert panel.person is not None and panel.person.exists()
     assert "personalised in" in panel.notice.text()
     # the document now renders the neural engine with the tuned generator; a new photo drops it
-    assert model.state.person == panel.person
+    assert model.state.value("person") == panel.person
     model.push(commands.set_value(model, "engine", "neural", "neural"))
-    assert model.state.render_settings().person == panel.person
+    assert model.state.render_settings().engine.person == panel.person
     model.push(commands.set_identity(model, sample("images/woman_brown_hair_624px.jpg")))
-    assert model.state.person is None
+    assert model.state.value("person") is None
     assert panel.pti.text() == "Personalize (PTI)" and panel.pti_progress.isHidden()

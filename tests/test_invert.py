@@ -9,6 +9,7 @@ import torch
 import torchvision
 
 from conftest import load_rgb, sample
+from jobutil import run_job
 from studio.cli import main
 from studio.engine.face.detect import detect_faces
 from studio.models.encoders import Encoder4Editing
@@ -137,8 +138,7 @@ def test_invert_without_an_encoder_projects_and_saves_code_and_noise(tiny_store,
     assert torch.equal(saved.w_plus[0, 0], saved.w_plus[0, -1])  # a W projection: one code on every layer
 
     # re-rendering from the file reproduces the inversion's crop, noise maps included
-    events = list(invert_photo(photo, steps=3))
-    inv = events[-1]
+    inv, _ = run_job(invert_photo(photo, steps=3))
     assert isinstance(inv, Inversion) and len(inv.noises) == n_noise
     save_latent(tiny_store / "w2.safetensors", inv)
     again = load_latent(tiny_store / "w2.safetensors")
@@ -206,8 +206,9 @@ def test_render_with_the_neural_engine_names_the_missing_files(tmp_path, monkeyp
 
 def test_neural_engine_auto_encoder_projects_the_identity_without_an_encoder(tiny_store):
     """render --engine neural with only the generator and LPIPS backbone: w_I comes from projection in W."""
+    from studio.core.tracks import ControlTrack
+    from studio.engine.face.identity import load_identity
     from studio.engine.neural.engine import NeuralEngine, NeuralIdentity, NeuralOptions
-    from studio.engine.pipeline import load_identity
     from studio.models import store
 
     options = NeuralOptions(projection_steps=3, discover_samples=8)
@@ -220,7 +221,7 @@ def test_neural_engine_auto_encoder_projects_the_identity_without_an_encoder(tin
     g = store.load("stylegan2-ffhq-config-f")
     engine = NeuralEngine(g.module, g.source_sha256, None, options=options)
     identity = load_identity(sample("images/woman_brown_hair_624px.jpg"))
-    state = [ev for ev in engine.prepare_identity(identity, None, fps=25.0, n_frames=1)][-1]
+    state, _ = run_job(engine.prepare(identity, None, ControlTrack.from_channels(25.0, 1, {})))
     assert isinstance(state, NeuralIdentity) and state.w_identity.shape == (10, 64)
     assert torch.equal(state.w_identity[0], state.w_identity[-1])  # W projection: the same code on every layer
     avg = g.module.latent_avg.reshape(-1)

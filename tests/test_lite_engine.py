@@ -15,7 +15,7 @@ def _prepared(name: str):
     rgb = load_rgb(f"images/{name}")
     face = detect_faces(rgb)[0]
     eng = LiteEngine()
-    return rgb, face, eng, eng.prepare(rgb, face)
+    return rgb, face, eng, eng.prepare_photo(rgb, face)
 
 
 def _redetect(frame: np.ndarray):
@@ -28,7 +28,7 @@ def _redetect(frame: np.ndarray):
 def test_jaw_opens_the_mouth_monotonically(name):
     rgb, face, eng, ident = _prepared(name)
     rel_gap = lambda p: T.inner_lip_gap(p) / T.mouth_width(p)  # noqa: E731
-    gaps = [rel_gap(_redetect(eng.render(ident, {"jaw": a, "open": a}))) for a in (0.0, 0.4, 0.8)]
+    gaps = [rel_gap(_redetect(eng.render_values(ident, {"jaw": a, "open": a}))) for a in (0.0, 0.4, 0.8)]
     photo = rel_gap(face.points)
     # the photo's own mouth is the rest state: a closed mouth stays closed, parted lips (a smile showing
     # its teeth) stay parted; speech opens from there, wider and wider
@@ -38,13 +38,13 @@ def test_jaw_opens_the_mouth_monotonically(name):
     if photo < 0.05:
         assert gaps[0] + 0.05 < gaps[1] + 0.02
     # a lip contact closes any photo's mouth
-    assert rel_gap(_redetect(eng.render(ident, {"press": 1.0}))) < 0.08
+    assert rel_gap(_redetect(eng.render_values(ident, {"press": 1.0}))) < 0.08
 
 
 def test_an_open_mouth_photo_keeps_its_lips_parted_at_rest():
     rgb, face, eng, ident = _prepared("obama_official.jpg")  # smiles with his teeth showing
     assert ident.rig.shows_teeth
-    frame = eng.render(ident, {})
+    frame = eng.render_values(ident, {})
     p = _redetect(frame)
     assert abs(T.inner_lip_gap(p) - T.inner_lip_gap(face.points)) < 0.03 * T.mouth_width(face.points)
     # the mouth region is the photo's own at rest
@@ -54,17 +54,17 @@ def test_an_open_mouth_photo_keeps_its_lips_parted_at_rest():
     assert diff < 6.0, diff
     # re-voicing video frames (rest_mouth="closed") still brings the photo's own lips together first
     closed = LiteEngine(rest_mouth="closed")
-    p = _redetect(closed.render(closed.prepare(rgb, face), {}))
+    p = _redetect(closed.render_values(closed.prepare_photo(rgb, face), {}))
     assert T.inner_lip_gap(p) / T.mouth_width(p) < 0.08
     # and speech wider than the photo's own gap opens it further; narrower speech keeps the photo's gap
-    narrow = _redetect(eng.render(ident, {"jaw": 0.1, "open": 0.1}))
+    narrow = _redetect(eng.render_values(ident, {"jaw": 0.1, "open": 0.1}))
     assert abs(T.inner_lip_gap(narrow) - T.inner_lip_gap(face.points)) < 0.05 * T.mouth_width(face.points)
 
 
 def test_nothing_moves_outside_the_head_region():
     rgb, face, eng, ident = _prepared("obama_official.jpg")
     x0, y0, x1, y1 = ident.rig.roi
-    frame = eng.render(ident, {"jaw": 1, "open": 1, "spread": 1, "blink_l": 1, "yaw": 3, "pitch": 3,
+    frame = eng.render_values(ident, {"jaw": 1, "open": 1, "spread": 1, "blink_l": 1, "yaw": 3, "pitch": 3,
                                "roll": 3, "tx": 0.02, "ty": 0.02}).copy()
     outside = np.ones(rgb.shape[:2], bool)
     outside[y0:y1, x0:x1] = False
@@ -82,7 +82,7 @@ def test_nothing_moves_outside_the_head_region():
 
 def test_rest_pose_keeps_a_closed_mouth_photo_nearly_identical():
     rgb, face, eng, ident = _prepared("woman_dark_hair_474px.png")
-    frame = eng.render(ident, {})
+    frame = eng.render_values(ident, {})
     diff = np.abs(frame.astype(int) - rgb).max(axis=2)
     assert (diff > 12).mean() < 0.002
 
@@ -91,8 +91,8 @@ def test_rest_pose_keeps_a_closed_mouth_photo_nearly_identical():
 def test_blink_reads_as_closed_eyes(name):
     rgb, face, eng, ident = _prepared(name)
     ear = lambda p: np.mean([T.eye_aspect_ratio(p, e) for e in (T.EYE_IMAGE_LEFT, T.EYE_IMAGE_RIGHT)])  # noqa: E731
-    half = _redetect(eng.render(ident, {"blink_l": 0.5, "blink_r": 0.5}))
-    closed = _redetect(eng.render(ident, {"blink_l": 1.0, "blink_r": 1.0}))
+    half = _redetect(eng.render_values(ident, {"blink_l": 0.5, "blink_r": 0.5}))
+    closed = _redetect(eng.render_values(ident, {"blink_l": 1.0, "blink_r": 1.0}))
     # a re-detected eye aspect ratio below 60 % of the open one counts as a blink (EAR blink detectors)
     assert ear(closed) < ear(half) < ear(face.points)
     assert ear(closed) < 0.6 * ear(face.points)
@@ -100,17 +100,17 @@ def test_blink_reads_as_closed_eyes(name):
 
 def test_head_motion_moves_the_face():
     rgb, face, eng, ident = _prepared("woman_brown_hair_624px.jpg")
-    turned = _redetect(eng.render(ident, {"yaw": 4.0}))
+    turned = _redetect(eng.render_values(ident, {"yaw": 4.0}))
     shift = turned[T.NOSE_TIP, 0] - face.points[T.NOSE_TIP, 0]
     assert shift > 0.01 * face.width  # positive yaw moves the face towards image right
-    rolled = _redetect(eng.render(ident, {"roll": 4.0}))
+    rolled = _redetect(eng.render_values(ident, {"roll": 4.0}))
     ang = lambda p: np.degrees(np.arctan2(*(p[263] - p[33])[::-1]))  # noqa: E731
     assert 2.0 < ang(rolled) - ang(face.points) < 6.0
 
 
 def test_open_mouth_shows_an_interior_darker_than_the_lips():
     rgb, face, eng, ident = _prepared("woman_dark_hair_474px.png")
-    frame = eng.render(ident, {"jaw": 1.0, "open": 1.0}).copy()
+    frame = eng.render_values(ident, {"jaw": 1.0, "open": 1.0}).copy()
     p = _redetect(frame)
     # sample the middle of the opening, between the inner lips
     mid = ((p[13] + p[14]) / 2).round().astype(int)

@@ -10,20 +10,19 @@ import soundfile as sf
 
 from conftest import pearson, sample
 from studio.cli import main
-from studio.core.progress import CancelToken
+from studio.core.events import CancelToken
 from studio.engine.face import topology as T
 from studio.engine.face.detect import FaceTracker
-from studio.engine.pipeline import Prepared, RenderSettings, prepare
+from studio.core.events import drive
+from studio.engine.pipeline import prepare
+from studio.engine.settings import RenderSettings
 from studio.engine.sources.emotion import expression_measures
 from studio.engine.sources.pose import pose_from_faces, resample_track, track_video
 from studio.media.audio import load_audio, rms_envelope
 
 
 def _session(image: str, audio: Path, **settings):
-    for ev in prepare(sample(image), audio, RenderSettings(**settings), cancel=CancelToken()):
-        if isinstance(ev, Prepared):
-            return ev.session
-    raise AssertionError("prepare ended without a session")
+    return drive(prepare(sample(image), audio, RenderSettings().with_values(**settings), cancel=CancelToken()))
 
 
 def _trim(src: Path, dst: Path, seconds: float) -> Path:

@@ -30,11 +30,13 @@ def _state(root: Path) -> ProjectState:
     media.mkdir(exist_ok=True)
     for name in ("face.jpg", "speech.wav", "pose.mp4", "smile.png"):
         (media / name).write_bytes(b"x")
-    return ProjectState(identity=media / "face.jpg", audio=media / "speech.wav", pose=str(media / "pose.mp4"),
-                        pose_intensity=1.5, emotion="happy", emotion_source=media / "smile.png",
-                        emotion_intensity=0.4, blink="off", fps=30.0, seed=7,
-                        keyframes={"jaw": ((0.5, 0.8), (1.0, 0.1))}, range_s=(0.2, 1.8),
-                        export=ExportSettings(output=root / "out" / "talk.mp4", resolution="720p", crf=20))
+    state = ProjectState(identity=media / "face.jpg", audio=media / "speech.wav",
+                         keyframes={"jaw": ((0.5, 0.8), (1.0, 0.1))}, range_s=(0.2, 1.8),
+                         export=ExportSettings(output=root / "out" / "talk.mp4", resolution="720p"))
+    return state.with_values(pose=str(media / "pose.mp4"), pose_intensity=1.5, emotion="happy",
+                             emotion_source=media / "smile.png", emotion_intensity=0.4, blink="off", fps=30.0,
+                             seed=7, crf=20, preset="slow", encoder="psp", projection_steps=40,
+                             mouth="directions")
 
 
 def test_save_load_roundtrip_with_relative_paths(tmp_path):
@@ -44,16 +46,23 @@ def test_save_load_roundtrip_with_relative_paths(tmp_path):
     assert path.name == "talk.talkproj" and not project.dirty
     data = json.loads(path.read_text())
     assert data["schema_version"] == SCHEMA_VERSION
-    assert data["identity"] == "../media/face.jpg" and data["pose"] == {"video": "../media/pose.mp4"}
+    assert data["identity"] == "../media/face.jpg"
+    assert data["settings"]["sources"]["pose"] == {"video": "../media/pose.mp4"}
+    assert data["settings"]["sources"]["emotion_source"] == "../media/smile.png"
     assert data["export"]["output"] == "../out/talk.mp4"
-    assert Project.load(path).state == project.state
+    loaded = Project.load(path).state
+    assert loaded == project.state
+    # every render setting survives (schema 1 dropped the encoder, mouth driver, projection steps, preset)
+    assert loaded.settings.values() == project.state.settings.values()
+    assert (loaded.settings.engine.encoder, loaded.settings.engine.mouth, loaded.settings.engine.projection_steps,
+            loaded.settings.encode.preset, loaded.settings.encode.crf) == ("psp", "directions", 40, "slow", 20)
     # the project folder moves with its media: paths still resolve
     moved = tmp_path / "moved"
     moved.mkdir()
     os.rename(tmp_path / "proj", moved / "proj")
     os.rename(tmp_path / "media", moved / "media")
     state = Project.load(moved / "proj" / "talk.talkproj").state
-    assert state.identity == moved / "media" / "face.jpg" and state.pose_video_path == moved / "media" / "pose.mp4"
+    assert state.identity == moved / "media" / "face.jpg" and state.settings.pose_video == moved / "media" / "pose.mp4"
 
 
 def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
@@ -62,7 +71,7 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
     project.update(seed=8)
     project.save()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.talkproj", "media"]
-    assert json.loads(path.read_text())["seed"] == 8
+    assert json.loads(path.read_text())["settings"]["sources"]["seed"] == 8
 
 
 def test_newer_or_foreign_files_are_clear_errors(tmp_path):
@@ -81,11 +90,32 @@ def test_newer_or_foreign_files_are_clear_errors(tmp_path):
 def test_migration_hook_upgrades_old_files(tmp_path, monkeypatch):
     from studio.app import project as mod
 
-    monkeypatch.setattr(mod, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(mod.MIGRATIONS, 1, lambda d: {**d, "seed": d.pop("random_seed")})
+    monkeypatch.setattr(mod, "SCHEMA_VERSION", 3)
+    monkeypatch.setitem(mod.MIGRATIONS, 2, lambda d: {**d, "audio": d.pop("speech")})
     old = tmp_path / "old.talkproj"
-    old.write_text(json.dumps({"schema_version": 1, "random_seed": 5}))
-    assert Project.load(old).state.seed == 5
+    old.write_text(json.dumps({"schema_version": 2, "speech": "talk.wav"}))
+    assert Project.load(old).state.audio == tmp_path / "talk.wav"
+
+
+def test_schema_1_projects_open_with_every_setting(tmp_path):
+    """A project saved before the settings were one model (flat fields, CRF and codec in ``export``)."""
+    (tmp_path / "pose.mp4").write_bytes(b"x")
+    v1 = {"schema_version": 1, "identity": "face.jpg", "audio": "speech.wav", "transcript": "bin blue",
+          "engine": "neural", "fps": 30, "seed": 4, "face_index": 1, "pose": {"video": "pose.mp4"},
+          "pose_intensity": 0.5, "emotion": "sad", "emotion_source": None, "emotion_intensity": 0.3,
+          "blink": "off", "person": "ann.person.safetensors", "keyframes": {"jaw": [[0.5, 0.2]]},
+          "range_s": None, "export": {"output": "out.mp4", "resolution": "720p", "crf": 23,
+                                      "encoder": "h264_nvenc", "use_range": False}}
+    path = tmp_path / "v1.talkproj"
+    path.write_text(json.dumps(v1))
+    state = Project.load(path).state
+    s = state.settings
+    assert (s.fps, s.face_index, s.transcript, s.engine.name, s.engine.person) == (
+        30.0, 1, "bin blue", "neural", tmp_path / "ann.person.safetensors")
+    assert (s.sources.pose, s.sources.pose_intensity, s.sources.emotion, s.sources.emotion_intensity,
+            s.sources.blink, s.sources.seed) == (str(tmp_path / "pose.mp4"), 0.5, "sad", 0.3, "off", 4)
+    assert s.encode.crf == 23 and state.export.codec == "h264_nvenc" and state.export.resolution == "720p"
+    assert state.keyframes == {"jaw": ((0.5, 0.2),)}
 
 
 def test_update_notifies_only_real_changes(tmp_path):
@@ -100,8 +130,10 @@ def test_update_notifies_only_real_changes(tmp_path):
 def test_render_settings_keyframes_and_range(tmp_path):
     state = _state(tmp_path)
     rs = state.render_settings()
-    assert (rs.pose, rs.pose_intensity, rs.emotion_source, rs.blink, rs.fps) == (
+    assert (rs.sources.pose, rs.sources.pose_intensity, rs.sources.emotion_source, rs.sources.blink, rs.fps) == (
         str(tmp_path / "media" / "pose.mp4"), 1.5, tmp_path / "media" / "smile.png", "off", 30.0)
+    # the person file is the neural engine's: not passed to the lite engine
+    assert state.with_values(person=tmp_path / "p.safetensors").render_settings().engine.person is None
     assert state.keyframes_in_frames(30.0, 40) == {"jaw": [(15, 0.8), (30, 0.1)]}
     assert state.keyframes_in_frames(30.0, 20) == {"jaw": [(15, 0.8)]}  # outside the clip: dropped
     assert state.frame_range(30.0, 60) == (6, 54)

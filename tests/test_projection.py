@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import load_rgb
+from jobutil import run_job
 from studio.core.errors import ModelError
 from studio.engine.face.align import ffhq_alignment
 from studio.engine.face.detect import detect_faces
@@ -28,8 +29,7 @@ def test_projection_lowers_lpips_and_l2(space):
     g = Generator(size=64, style_dim=64, n_mlp=2, channel_multiplier=1, channel_max=64)
     lp = build_lpips("vgg", random_backbone=True)
     cfg = ProjectionConfig(steps=80, lr=0.05, space=space, mean_latent_samples=512)
-    events = list(project(g, _target(64), lp, config=cfg))
-    result = events[-1]
+    result, _ = run_job(project(g, _target(64), lp, config=cfg))
     assert isinstance(result, ProjectionResult)
     assert result.w_plus.shape == (1, g.n_latent, 64)
     lp_hist, l2_hist = np.array(result.lpips), np.array(result.l2)

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from conftest import load_rgb, sample
+from jobutil import fractions, run_job
 from studio.core.errors import Cancelled, ModelError
-from studio.core.progress import CancelToken, Progress
+from studio.core.events import CancelToken, Progress, drive
 from studio.engine.face.align import ffhq_alignment
 from studio.engine.face.detect import detect_faces
 from studio.engine.neural.invert import to_tensor
@@ -25,14 +26,6 @@ from test_invert import TINY_G, tiny_store  # noqa: F401  (fixture)
 SHA = "a" * 64
 
 
-def _last(events, kind):
-    out = None
-    for ev in events:
-        if isinstance(ev, kind):
-            out = ev
-    return out
-
-
 @pytest.fixture(scope="module")
 def setup():
     torch.manual_seed(0)
@@ -43,15 +36,16 @@ def setup():
     rgb = load_rgb("images/woman_brown_hair_624px.jpg")
     face = detect_faces(rgb)[0]
     target = to_tensor(ffhq_alignment(face.points, size=64).crop(rgb), torch.device("cpu"))
-    res = _last(project(g, target, lp, config=ProjectionConfig(steps=10, mean_latent_samples=500)), ProjectionResult)
+    res, _ = run_job(project(g, target, lp, config=ProjectionConfig(steps=10, mean_latent_samples=500)))
+    assert isinstance(res, ProjectionResult)
     return g, lp, target, res.w_plus
 
 
 def test_tuning_beats_the_pivot_alone_and_leaves_the_base_untouched(setup):
     g, lp, target, pivot = setup
     before = {k: v.clone() for k, v in g.state_dict().items()}
-    res = _last(tune(g, [target], [pivot], lp, config=TuneConfig(steps=20, lr=3e-3, lpips_threshold=0.0)),
-                TuneResult)
+    res, _ = run_job(tune(g, [target], [pivot], lp, config=TuneConfig(steps=20, lr=3e-3, lpips_threshold=0.0)))
+    assert isinstance(res, TuneResult)
     assert res.steps == 20 and not res.stopped_early and len(res.history) == 20
     assert res.final_l2 < 0.5 * res.initial_l2
     assert res.final_lpips < 0.8 * res.initial_lpips
@@ -61,20 +55,20 @@ def test_tuning_beats_the_pivot_alone_and_leaves_the_base_untouched(setup):
 
 def test_early_stop_at_the_lpips_threshold(setup):
     g, lp, target, pivot = setup
-    res = _last(tune(g, [target], [pivot], lp, config=TuneConfig(steps=50, lpips_threshold=10.0)), TuneResult)
+    res, _ = run_job(tune(g, [target], [pivot], lp, config=TuneConfig(steps=50, lpips_threshold=10.0)))
     assert res.stopped_early and res.steps == 1
 
 
 def test_locality_regulariser_runs(setup):
     g, lp, target, pivot = setup
-    res = _last(tune(g, [target], [pivot], lp, config=TuneConfig(steps=3, locality_weight=1.0, lpips_threshold=0)),
-                TuneResult)
+    res, _ = run_job(tune(g, [target], [pivot], lp, config=TuneConfig(steps=3, locality_weight=1.0,
+                                                                       lpips_threshold=0)))
     assert res.steps == 3 and res.final_l2 < res.initial_l2 * 1.5
 
 
 def test_person_delta_round_trip_is_bit_exact_and_bound_to_its_base(setup, tmp_path):
     g, lp, target, pivot = setup
-    res = _last(tune(g, [target], [pivot], lp, config=TuneConfig(steps=5, lr=3e-3, lpips_threshold=0)), TuneResult)
+    res, _ = run_job(tune(g, [target], [pivot], lp, config=TuneConfig(steps=5, lr=3e-3, lpips_threshold=0)))
     delta = make_delta(g, res.generator)
     assert delta and not any(k.startswith("style.") or k.startswith("noises.") for k in delta)
     path = tmp_path / "anna.safetensors"
@@ -125,11 +119,10 @@ def test_tune_person_from_a_photo_end_to_end(tiny_store):  # noqa: F811
 
     _import_tiny(tiny_store)
     out = tiny_store / "person.safetensors"
-    events = list(tune_person(image=sample("images/woman_brown_hair_624px.jpg"), output=out, encoder="e4e",
-                              steps=3, projection_steps=2))
-    fractions = [e.fraction for e in events if isinstance(e, Progress)]
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0
-    result = events[-1]
+    result, events = run_job(tune_person(image=sample("images/woman_brown_hair_624px.jpg"), output=out,
+                                         encoder="e4e", steps=3, projection_steps=2))
+    seen = fractions(events)
+    assert seen == sorted(seen) and seen[-1] == 1.0
     assert result.path == out and out.exists() and result.preview.exists() and result.pivots == 1
     base = store.load("stylegan2-ffhq-config-f")
     tuned, pivots, meta = load_person(out, base.module, base.source_sha256)
@@ -144,22 +137,25 @@ def test_cancel_leaves_no_file(tiny_store):  # noqa: F811
     folder.mkdir()
     token = CancelToken()
     seen = 0
+
+    def on_progress(ev: Progress) -> None:
+        nonlocal seen
+        if ev.stage == "tune":
+            seen += 1
+            if seen == 3:
+                token.cancel()
+
     with pytest.raises(Cancelled):
-        for ev in tune_person(image=sample("images/woman_brown_hair_624px.jpg"), output=folder / "p.safetensors",
-                              encoder="e4e", steps=50, projection_steps=0, cancel=token):
-            if isinstance(ev, Progress) and ev.stage == "tune":
-                seen += 1
-                if seen == 3:
-                    token.cancel()
+        drive(tune_person(image=sample("images/woman_brown_hair_624px.jpg"), output=folder / "p.safetensors",
+                          encoder="e4e", steps=50, projection_steps=0, cancel=token), on_progress=on_progress)
     assert seen >= 3 and list(folder.iterdir()) == []
 
 
 def test_video_source_gives_one_pivot_per_sampled_frame(tiny_store):  # noqa: F811
     _import_tiny(tiny_store)
     out = tiny_store / "vox.safetensors"
-    events = list(tune_person(video=sample("video/voxceleb2_00086.mp4"), output=out, encoder="e4e", frames=3,
-                              steps=2, projection_steps=0))
-    result = events[-1]
+    result, _ = run_job(tune_person(video=sample("video/voxceleb2_00086.mp4"), output=out, encoder="e4e", frames=3,
+                                    steps=2, projection_steps=0))
     assert result.pivots == 3 and result.steps <= 2
     _delta, pivots, meta = read_person(out)
     assert len(pivots) == 3 and meta["n_pivots"] == "3"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,10 +17,13 @@ import soundfile as sf
 from conftest import REPO, load_rgb, pearson, sample
 from studio.cli import main
 from studio.core.errors import Cancelled
-from studio.core.progress import CancelToken, Progress
+from studio.core.events import CancelToken, Progress
 from studio.engine.face import topology as T
 from studio.engine.face.detect import detect_faces
-from studio.engine.pipeline import Done, Notice, RenderRequest, RenderSettings, render
+from jobutil import fractions, notices, run_job
+from studio.engine.base import Done
+from studio.engine.pipeline import RenderRequest, render
+from studio.engine.settings import RenderSettings
 from studio.media.audio import frame_count, load_audio, rms_envelope
 from studio.media.video import count_video_frames, probe_media, read_video_frames
 
@@ -117,24 +121,23 @@ def test_pixels_far_from_the_face_are_unchanged(rendered):
 def test_any_frame_rate_keeps_audio_and_video_in_step(tmp_path, fps):
     audio = _trimmed(sample("audio/english_radio_16k_stereo.wav"), tmp_path / "a.wav", 2.0)
     out = tmp_path / "v.mp4"
-    events = list(render(RenderRequest(image=sample("images/taylor_256px.jpg"), audio=audio, output=out,
-                                       settings=RenderSettings(fps=fps, pose_intensity=0.5))))
-    done = events[-1]
+    done, events = run_job(render(RenderRequest(image=sample("images/taylor_256px.jpg"), audio=audio, output=out,
+                                                settings=RenderSettings(fps=fps).with_values(pose_intensity=0.5))))
     assert isinstance(done, Done) and done.n_frames == frame_count(2.0, fps)
     info = probe_media(out)
     assert abs(info.fps - fps) < 0.01
     assert abs(info.duration - 2.0) <= 1 / fps + 1e-3
-    fractions = [e.fraction for e in events if isinstance(e, Progress)]
-    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    fracs = fractions(events)
+    assert fracs == sorted(fracs) and fracs[-1] == pytest.approx(1.0)
 
 
 def test_silent_audio_renders_a_closed_mouth_with_a_warning(tmp_path):
     silent = tmp_path / "silence.wav"
     sf.write(silent, np.zeros(16000 * 2, np.float32), 16000)
     out = tmp_path / "s.mp4"
-    events = list(render(RenderRequest(image=sample("images/woman_dark_hair_474px.png"), audio=silent,
-                                       output=out)))
-    assert any(isinstance(e, Notice) and "silent" in e.message for e in events)
+    _, events = run_job(render(RenderRequest(image=sample("images/woman_dark_hair_474px.png"), audio=silent,
+                                             output=out)))
+    assert any("silent" in m for m in notices(events))
     assert out.exists()
     gaps = _mouth_openings(out)
     assert gaps.max() < 0.08
@@ -224,20 +227,74 @@ def test_cancel_leaves_no_file(tmp_path):
     assert _leftovers(tmp_path) == ["long.wav"]
 
 
+def _tiled(src: Path, dst: Path, seconds: float) -> Path:
+    """``src`` repeated end to end until it lasts ``seconds`` (16 kHz mono WAV)."""
+    clip = load_audio(src, sample_rate=16000)
+    sf.write(dst, np.resize(clip.samples, int(seconds * 16000)), 16000, subtype="PCM_16")
+    return dst
+
+
+#: The CLI's progress bar (rich; drawn only on a terminal) in the render stage: "render ━━╺━━ 15% frame 16/3000".
+_RENDERING = re.compile(rb"render\b[^\r\n]*?frame (\d+)/(\d+)")
+
+
+def _interrupt_while_rendering(args: list[str], timeout_s: float = 300.0) -> tuple[int, str, tuple[int, int]]:
+    """Run ``python -m studio.cli ARGS`` on a pseudo-terminal, as from a shell, so that it draws its progress
+    bar, and press Ctrl-C (SIGINT) as soon as the bar shows frames being rendered.
+
+    Returns the exit status, everything the CLI printed and the (frame, frames) the bar showed at the signal."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")}
+    env.update(TERM="xterm", COLUMNS="200", LINES="40")  # a terminal rich draws on, wide enough for the bar
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "studio.cli", *args], cwd=REPO, env=env,
+                                stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    finally:
+        os.close(slave)
+    printed = bytearray()
+    seen: tuple[int, int] | None = None
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:  # read until the CLI exits (and closes the terminal)
+            if not select.select([master], [], [], 0.1)[0]:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: no process holds the terminal any more
+                chunk = b""
+            if not chunk:
+                break
+            printed += chunk
+            if seen is None and (m := _RENDERING.search(printed)):
+                seen = int(m[1]), int(m[2])
+                proc.send_signal(signal.SIGINT)
+        else:
+            proc.kill()
+        rc = proc.wait(timeout=60)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = printed.decode("utf-8", "replace")
+    assert seen is not None, f"the CLI never showed the render stage (exit status {rc}):\n{text[-3000:]}"
+    return rc, text, seen
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs a pseudo-terminal and SIGINT")
 def test_ctrl_c_in_the_cli_leaves_no_file(tmp_path):
-    out = tmp_path / "interrupted.mp4"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "studio.cli", "render", "--image", str(sample("images/obama_official.jpg")),
-         "--audio", str(sample("audio/english_60s_16k_mono.wav")), "--output", str(out), "--quiet"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(p.name.endswith(".partial.mp4") for p in tmp_path.iterdir()):
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.communicate()
-    time.sleep(1.0)  # a few frames into the encode
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert b"cancelled" in err
-    assert _leftovers(tmp_path) == []
+    # 2 min of speech, 3000 frames: the signal arrives within the first few, long before the render can end
+    audio = _tiled(sample("audio/english_60s_16k_mono.wav"), tmp_path / "speech.wav", 120.0)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    rc, printed, (frame, frames) = _interrupt_while_rendering(
+        ["render", "--image", str(sample("images/obama_official.jpg")), "--audio", str(audio),
+         "--output", str(folder / "interrupted.mp4")])
+    assert frames == 3000 and frame < frames
+    assert rc == 130, printed[-3000:]
+    assert "error: cancelled" in printed
+    assert _leftovers(folder) == []  # neither the video nor its hidden .partial.mp4

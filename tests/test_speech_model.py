@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import pearson, sample
+from jobutil import run_job
 from studio.engine.audio.mfcc import MfccConfig, mfcc_windows, resample_trajectory
 from studio.media.audio import load_audio, rms_envelope
 from studio.models.latent_decoder import SpeechToLatent, parameter_report, pca_basis, sample_w_plus
@@ -63,9 +64,14 @@ def test_mfcc_rejects_empty_and_nan_audio():
 
 
 def test_resample_trajectory_keeps_time():
-    x = np.arange(25, dtype=np.float32)[:, None]  # value = frame index at 25 fps
+    """Frame k covers [k/fps, (k+1)/fps): centres map onto centres, so the trajectory keeps its timing at any
+    output rate (mapping frame starts onto frame starts left the mouth 10 ms early at 50 fps)."""
+    x = np.arange(25, dtype=np.float32)[:, None]  # value = frame index at 25 fps: time (k + 0.5) / 25
     y = resample_trajectory(x, 25.0, 50.0, 49)
-    np.testing.assert_allclose(y[:, 0], np.arange(49) / 2, atol=1e-6)
+    t = (np.arange(49) + 0.5) / 50  # the centres of the 50 fps frames
+    np.testing.assert_allclose(y[:, 0], np.clip(t * 25 - 0.5, 0, 24), atol=1e-6)
+    same = resample_trajectory(x, 25.0, 25.0, 25)
+    np.testing.assert_array_equal(same, x)
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -121,8 +127,7 @@ def test_direction_discovery_moves_the_measure_in_the_intended_sign(tmp_path, mo
     monkeypatch.setenv("TALKSTUDIO_DATA_DIR", str(tmp_path))
     g = _tiny_generator()
     sha = "ab" * 32
-    result = [ev for ev in discover_directions(g, generator_sha256=sha, samples=48, measure=_image_measure,
-                                               batch=16)][-1]
+    result, _ = run_job(discover_directions(g, generator_sha256=sha, samples=48, measure=_image_measure, batch=16))
     assert set(result.directions) == {"open", "spread"}
     w = sample_w_plus(g, 8, seed=123)  # faces the fit never saw
     for name, key in (("open", "lip_gap"), ("spread", "mouth_width")):
@@ -169,8 +174,7 @@ def tiny_dataset(tmp_path_factory):
         shutil.copy(sample("video/grid_bbaf2n.mpg"), videos / "grid_bbaf2n.mpg")
         subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(sample("video/voxceleb2_00086.mp4")),
                         "-t", "1.6", str(videos / "vox_00086.mp4")], check=True)
-        events = list(prepare_dataset(videos, root / "dataset", held_out_fraction=0.5, device="cpu"))
-        ds = events[-1]
+        ds, _ = run_job(prepare_dataset(videos, root / "dataset", held_out_fraction=0.5, device="cpu"))
         assert isinstance(ds, PreparedDataset)
         yield ds, root
 
@@ -199,7 +203,7 @@ def test_prepare_aligns_inverts_and_splits_speakers_and_resumes(neural_env):
     gap = grid.mouth[:, 18, 1] - grid.mouth[:, 14, 1]  # iBUG 66 (lower inner) - 62 (upper inner)
     assert gap.max() - gap.min() > 3.0
     # a second run finds both videos done and does nothing
-    again = list(prepare_dataset(ds.path.parent / "videos", ds.path, held_out_fraction=0.5, device="cpu"))[-1]
+    again, _ = run_job(prepare_dataset(ds.path.parent / "videos", ds.path, held_out_fraction=0.5, device="cpu"))
     assert again.skipped == 2 and again.videos == 0
 
 
@@ -209,13 +213,14 @@ def _read_losses(path):
 
 
 def test_training_loss_falls_and_a_resumed_run_continues_identically(neural_env, tmp_path):
+    from studio.core.events import Notice
     from studio.engine.neural.train import TrainConfig, TrainResult, train_audio
 
     cfg = dict(batch=4, seq_len=15, lpips_net="alex", lpips_frames=1, lpips_size=64, n_pca_samples=256,
                checkpoint_every=20, val_every=40, model=TINY_MODEL, lr=1e-3)
     whole = tmp_path / "whole" / "model.safetensors"
     whole.parent.mkdir()
-    res = [e for e in train_audio(neural_env.path, whole, config=TrainConfig(steps=40, **cfg), device="cpu")][-1]
+    res, _ = run_job(train_audio(neural_env.path, whole, config=TrainConfig(steps=40, **cfg), device="cpu"))
     assert isinstance(res, TrainResult) and res.steps == 40
     losses = [v for _, v in _read_losses(whole.parent / "model.train" / "loss.csv")]
     assert len(losses) == 40
@@ -224,10 +229,10 @@ def test_training_loss_falls_and_a_resumed_run_continues_identically(neural_env,
 
     split = tmp_path / "split" / "model.safetensors"
     split.parent.mkdir()
-    first = [e for e in train_audio(neural_env.path, split, config=TrainConfig(steps=20, **cfg), device="cpu")][-1]
+    first, _ = run_job(train_audio(neural_env.path, split, config=TrainConfig(steps=20, **cfg), device="cpu"))
     assert first.steps == 20
-    events = list(train_audio(neural_env.path, split, config=TrainConfig(steps=40, **cfg), device="cpu"))
-    assert any(getattr(e, "level", "") == "note" and "resuming from step 20" in e.message for e in events)
+    _, events = run_job(train_audio(neural_env.path, split, config=TrainConfig(steps=40, **cfg), device="cpu"))
+    assert any(isinstance(e, Notice) and e.level == "note" and "resuming from step 20" in e.message for e in events)
     assert _read_losses(split.parent / "model.train" / "loss.csv") == \
         _read_losses(whole.parent / "model.train" / "loss.csv")
     from safetensors.torch import load_file
@@ -246,7 +251,7 @@ def test_neural_render_with_the_trained_model_and_with_directions_writes_a_synce
     from studio.models.store import load_weights
 
     model = tmp_path / "speech_to_latent.safetensors"
-    list(train_audio(neural_env.path, model, config=TrainConfig(
+    run_job(train_audio(neural_env.path, model, config=TrainConfig(
         steps=20, batch=4, seq_len=15, lambda_lpips=0.0, n_pca_samples=256, checkpoint_every=20, val_every=20,
         model=TINY_MODEL), device="cpu"))
     photo = sample("images/taylor_256px.jpg")
@@ -257,8 +262,8 @@ def test_neural_render_with_the_trained_model_and_with_directions_writes_a_synce
     from studio.models.store import load as load_model
 
     g = load_model("stylegan2-ffhq-config-f").module
-    save_directions([e for e in discover_directions(g, generator_sha256=sha, samples=32, measure=_image_measure,
-                                                    batch=16)][-1])
+    save_directions(run_job(discover_directions(g, generator_sha256=sha, samples=32, measure=_image_measure,
+                                                batch=16))[0])
     assert main(["models", "import", str(model)]) == 0
     capsys.readouterr()
     out = tmp_path / "neural.mp4"
@@ -282,7 +287,7 @@ def test_neural_render_with_the_trained_model_and_with_directions_writes_a_synce
     from studio.engine.neural.pti import tune_person
 
     person = tmp_path / "person.safetensors"
-    list(tune_person(image=photo, output=person, encoder="e4e", steps=2, projection_steps=0))
+    run_job(tune_person(image=photo, output=person, encoder="e4e", steps=2, projection_steps=0))
     out2 = tmp_path / "directions.mp4"
     assert main(["render", "--engine", "neural", "--image", str(photo), "--audio", str(audio), "--output",
                  str(out2), "--mouth", "directions", "--person", str(person), "--quiet"]) == 0
@@ -316,8 +321,8 @@ def test_studio_shows_the_neural_w_plus_trajectory(neural_env, tmp_path, monkeyp
         x = imgs.float().numpy()
         return {**_image_measure(imgs), "smile": x[:, 1].mean(axis=(1, 2))}
 
-    save_directions([e for e in discover_directions(loaded.module, generator_sha256=loaded.source_sha256, samples=32,
-                                                    measure=measure, batch=16)][-1])
+    save_directions(run_job(discover_directions(loaded.module, generator_sha256=loaded.source_sha256, samples=32,
+                                                measure=measure, batch=16))[0])
     w = _new_window()
     try:
         assert drop_file(w.identity.view, sample("images/taylor_256px.jpg"))

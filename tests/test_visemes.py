@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from studio.core.errors import AudioError, Cancelled, ConfigError
-from studio.core.progress import CancelToken
+from studio.core.events import CancelToken
 from studio.engine.audio import phonemes
 from studio.engine.audio.visemes import (
     VISEME_TARGETS,

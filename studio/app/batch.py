@@ -27,25 +27,32 @@ import sqlite3
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Generator, Iterable
 
-from studio.app.identity import AUDIO_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from studio.core.errors import Cancelled, ConfigError, InputError, OutputError, StudioError
+from studio.core.events import CancelToken, Job as LongJob, Notice, Progress
 from studio.core.fileio import atomic_write_text
-from studio.core.progress import CancelToken, Progress
+from studio.engine.base import Done
 from studio.engine.dub import VIDEO_FITS, DubSettings, dub_video, is_video_identity
-from studio.engine.pipeline import Done, Notice, RenderRequest, RenderSettings, render
+from studio.engine.pipeline import RenderRequest, render
+from studio.engine.settings import FLAT_NAMES, PATH_NAMES, RenderSettings
+from studio.engine.sources.settings import is_pose_preset, parse_emotion
+from studio.media.kinds import AUDIO_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from studio.media.video import probe_media
 
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = ".talkstudio-batch.sqlite"
 REPORT_NAME = "batch-report.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("pending", "running", "done", "failed", "cancelled")
-CSV_COLUMNS = ("identity", "audio", "output", "engine", "pose", "emotion", "fps", "video_fit")
+#: a CSV's columns: the job's files, how a video identity fits the speech, and any render setting by its
+#: flat name (``emotion`` also takes ``NAME:INTENSITY``); identity and audio are required
+CSV_COLUMNS = ("identity", "audio", "output", "video_fit") + tuple(FLAT_NAMES)
+#: what :meth:`BatchQueue.edit` may change
+EDITABLE = ("identity", "audio", "output", "video_fit") + tuple(FLAT_NAMES)
 _PROGRESS_WRITE_S = 0.5  # at most one progress write to the queue per this many seconds
 
 _SCHEMA = """
@@ -53,8 +60,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     identity TEXT NOT NULL, audio TEXT NOT NULL, output TEXT NOT NULL UNIQUE,
-    engine TEXT NOT NULL, pose TEXT NOT NULL, emotion TEXT NOT NULL, fps REAL NOT NULL,
-    video_fit TEXT NOT NULL,
+    settings TEXT NOT NULL, video_fit TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending', error TEXT NOT NULL DEFAULT '', hint TEXT NOT NULL DEFAULT '',
     progress REAL NOT NULL DEFAULT 0, pid INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL, started_at REAL, finished_at REAL, elapsed_s REAL,
@@ -72,19 +78,16 @@ class JobSpec:
     Attributes:
         identity: photo (animated) or video (re-voiced), absolute path.
         audio: speech file, absolute path. output: the MP4 to write, absolute path.
-        engine: "lite" (or "neural", refused with the reason while it is unavailable).
-        pose: head-motion preset or pose video (photos only; a video keeps its own motion).
-        emotion: "NAME" or "NAME:INTENSITY" (photos only). fps: frame rate of a photo's video (a video
-            identity keeps its own). video_fit: "loop" or "trim" (video identities, see :mod:`studio.engine.dub`).
+        settings: every render setting of the job (:class:`~studio.engine.settings.RenderSettings`: the
+            batch's defaults with the CSV row's overrides). A video identity keeps its own frame rate, head
+            motion and expression; its transcript, face index, CRF and x264 preset apply.
+        video_fit: "loop" or "trim" (video identities, see :mod:`studio.engine.dub`).
     """
 
     identity: Path
     audio: Path
     output: Path
-    engine: str = "lite"
-    pose: str = "idle"
-    emotion: str = "neutral"
-    fps: float = 25.0
+    settings: RenderSettings = RenderSettings()
     video_fit: str = "loop"
 
 
@@ -119,10 +122,11 @@ class Job(JobSpec):
         return JobSpec(**{f.name: getattr(self, f.name) for f in fields(JobSpec)})
 
     def to_json(self) -> dict:
-        """The job as JSON-ready values (paths as strings)."""
-        out = asdict(self)
+        """The job as JSON-ready values (paths as strings, settings as :meth:`RenderSettings.to_dict`)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         for key in ("identity", "audio", "output"):
             out[key] = str(out[key])
+        out["settings"] = self.settings.to_dict()
         return out
 
 
@@ -132,38 +136,52 @@ def default_output_name(identity: Path, audio: Path) -> str:
     return f"{clean(Path(identity).stem)}__{clean(Path(audio).stem)}.mp4"
 
 
-def parse_emotion(text: str) -> tuple[str, float | None]:
-    """``"happy:0.7"`` -> ("happy", 0.7); ``"sad"`` -> ("sad", None).
-
-    Raises:
-        ConfigError: the intensity is not a number.
-    """
-    name, _, level = (text or "neutral").partition(":")
-    if not level.strip():
-        return name.strip().lower() or "neutral", None
-    try:
-        return name.strip().lower(), float(level)
-    except ValueError:
-        raise ConfigError(f"invalid emotion {text!r}", "use NAME or NAME:INTENSITY, e.g. happy:0.7") from None
-
-
 def _check_fit(fit: str) -> str:
     if fit not in VIDEO_FITS:
         raise ConfigError(f"unknown video fit {fit!r}", f"choose one of: {', '.join(VIDEO_FITS)}")
     return fit
 
 
+def row_settings(row: dict[str, str], base: RenderSettings, folder: Path, *, where: str = "") -> RenderSettings:
+    """``base`` with the non-blank render-setting cells of one CSV row (or batch edit) applied.
+
+    ``emotion`` takes ``NAME`` or ``NAME:INTENSITY``; a pose video, an emotion source and a person file
+    are resolved against ``folder`` when relative. Raises ConfigError (prefixed with ``where``) for a value
+    that does not parse or is invalid.
+    """
+    changes: dict[str, str | Path | float] = {k: v for k, v in row.items() if k in FLAT_NAMES and v != ""}
+    try:
+        if "emotion" in changes:
+            name, level = parse_emotion(str(changes["emotion"]))
+            changes["emotion"] = name
+            if level is not None and "emotion_intensity" not in changes:
+                changes["emotion_intensity"] = level
+        if "pose" in changes and not is_pose_preset(str(changes["pose"])):
+            changes["pose"] = str(_resolve(str(changes["pose"]), folder))
+        for name in PATH_NAMES & changes.keys():
+            changes[name] = _resolve(str(changes[name]), folder)
+        settings = base.with_values(**changes)
+        # source files and models are checked when the job runs: a missing one fails that job only
+        settings.check_values()
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}" if where else exc.message, exc.hint) from None
+    return settings
+
+
 def jobs_from_csv(path: Path, output_dir: Path, *, defaults: JobSpec | None = None) -> list[JobSpec]:
     """Read jobs from a CSV with a header row.
 
-    Columns: identity, audio (required), output, engine, pose, emotion, fps, video_fit (optional; a blank
-    cell means the default from ``defaults``). identity, audio and a pose video are resolved against the
-    CSV's folder when relative; output against ``output_dir`` (default ``IDENTITY__SPEECH.mp4``).
+    Columns (:data:`CSV_COLUMNS`): identity, audio (required), output, video_fit, and any render setting
+    by its flat name (engine, fps, pose, pose_intensity, emotion, emotion_intensity, emotion_source, blink,
+    seed, transcript, face_index, crf, preset, person, encoder, projection_steps, mouth); a blank cell means
+    the default from ``defaults``. identity, audio, a pose video, an emotion source and a person file are
+    resolved against the CSV's folder when relative; output against ``output_dir`` (default
+    ``IDENTITY__SPEECH.mp4``).
 
     Raises:
         InputError: the CSV cannot be read. ConfigError: a required column is missing, an unknown column,
-            a cell that is not a number where one is needed, an empty identity/audio cell, or two rows with
-            the same output (the message names the line).
+            a cell that does not parse or is invalid, an empty identity/audio cell, or two rows with the same
+            output (the message names the line).
     """
     path = Path(path).expanduser()
     base = path.absolute().parent
@@ -175,7 +193,8 @@ def jobs_from_csv(path: Path, output_dir: Path, *, defaults: JobSpec | None = No
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"cannot read the jobs file {path}: {exc}", "give a UTF-8 CSV file with a header row") from None
     if not rows:
-        raise ConfigError(f"no jobs in {path}", f"add a header ({','.join(CSV_COLUMNS)}) and one row per video")
+        raise ConfigError(f"no jobs in {path}", "add a header (identity,audio and optional columns such as "
+                                                "output,engine,pose,emotion,fps) and one row per video")
     unknown = [h for h in header if h and h not in CSV_COLUMNS]
     missing = [c for c in ("identity", "audio") if c not in header]
     if missing or unknown:
@@ -191,20 +210,11 @@ def jobs_from_csv(path: Path, output_dir: Path, *, defaults: JobSpec | None = No
             raise ConfigError(f"{where}: identity and audio are required", "fill both cells or delete the row")
         identity = _resolve(row["identity"], base)
         audio = _resolve(row["audio"], base)
-        try:
-            fps = float(row["fps"]) if row.get("fps") else d.fps
-        except ValueError:
-            raise ConfigError(f"{where}: invalid fps {row['fps']!r}", "give a number such as 25") from None
-        pose = row.get("pose") or d.pose
-        if pose not in ("still", "idle", "nod", "look-around"):
-            pose = str(_resolve(pose, base))
-        emotion = row.get("emotion") or d.emotion
-        parse_emotion(emotion)
+        settings = row_settings(row, d.settings, base, where=where)
         fit = _check_fit(row.get("video_fit") or d.video_fit)
         out = row.get("output") or default_output_name(identity, audio)
         output = _resolve(out, Path(output_dir).expanduser().absolute())
-        specs.append(JobSpec(identity=identity, audio=audio, output=output, engine=row.get("engine") or d.engine,
-                             pose=pose, emotion=emotion, fps=fps, video_fit=fit))
+        specs.append(JobSpec(identity=identity, audio=audio, output=output, settings=settings, video_fit=fit))
     _check_unique(specs)
     return specs
 
@@ -222,6 +232,30 @@ def _check_unique(specs: list[JobSpec]) -> None:
             raise ConfigError(f"two jobs write {s.output.name}: {other.identity.name} + {other.audio.name} and "
                               f"{s.identity.name} + {s.audio.name}", "give them different output names")
         seen[s.output] = s
+
+
+def _settings_json(settings: RenderSettings) -> str:
+    """A job's settings as the queue stores them (canonical JSON, so equal settings compare equal)."""
+    return json.dumps(settings.to_dict(), sort_keys=True)
+
+
+def _migrate_queue_1_to_2(con: sqlite3.Connection) -> None:
+    """Schema 1 kept engine, pose, emotion and fps as columns: fold them into the ``settings`` JSON."""
+    con.execute("ALTER TABLE jobs RENAME TO jobs_v1")
+    con.executescript(_SCHEMA)
+    old = [dict(zip([c[0] for c in cur.description], r))
+           for cur in [con.execute("SELECT * FROM jobs_v1")] for r in cur.fetchall()]
+    keep = [c for c in old[0] if c not in ("engine", "pose", "emotion", "fps")] if old else []
+    for row in old:
+        try:
+            settings = row_settings({"engine": row["engine"], "pose": row["pose"], "emotion": row["emotion"],
+                                     "fps": str(row["fps"])}, RenderSettings(), Path("/"))
+        except ConfigError:
+            settings = RenderSettings()
+        cols = keep + ["settings"]
+        con.execute(f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    (*[row[c] for c in keep], _settings_json(settings)))
+    con.execute("DROP TABLE jobs_v1")
 
 
 def media_files(folder: Path, suffixes: Iterable[str]) -> list[Path]:
@@ -349,13 +383,17 @@ class BatchQueue:
         try:
             with self._connect() as con:
                 con.execute("PRAGMA journal_mode=WAL")
-                con.executescript(_SCHEMA)
-                row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                if row is None:
-                    con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                elif int(row[0]) > SCHEMA_VERSION:
+                row = None
+                if con.execute("SELECT name FROM sqlite_master WHERE name='meta'").fetchone() is not None:
+                    row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                version = int(row[0]) if row is not None else None
+                if version is not None and version > SCHEMA_VERSION:
                     raise ConfigError(f"the batch queue {self.path} was written by a newer version of the studio",
                                       "update Talking Head Studio, or use another output folder")
+                if version == 1:
+                    _migrate_queue_1_to_2(con)
+                con.executescript(_SCHEMA)
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.Error as exc:
             raise OutputError(f"cannot open the batch queue {self.path}: {exc}",
                               "check that the output folder is writable; delete the file to start afresh") from None
@@ -378,6 +416,7 @@ class BatchQueue:
         d = dict(row)
         for key in ("identity", "audio", "output"):
             d[key] = Path(d[key])
+        d["settings"] = RenderSettings.from_dict(json.loads(d["settings"]))
         return Job(**d)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -413,23 +452,21 @@ class BatchQueue:
         try:
             with con:
                 for s in specs:
-                    values = (str(s.identity), str(s.audio), s.engine, s.pose, s.emotion, float(s.fps), s.video_fit)
+                    values = (str(s.identity), str(s.audio), _settings_json(s.settings), s.video_fit)
                     row = con.execute("SELECT * FROM jobs WHERE output=?", (str(s.output),)).fetchone()
                     if row is None:
                         cur = con.execute(
-                            "INSERT INTO jobs (identity, audio, output, engine, pose, emotion, fps, video_fit, "
-                            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (*values[:2], str(s.output), *values[2:], now))
+                            "INSERT INTO jobs (identity, audio, output, settings, video_fit, created_at) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", (*values[:2], str(s.output), *values[2:], now))
                         ids.append(cur.lastrowid)
                         continue
                     ids.append(row["id"])
                     if row["status"] == "running" and _pid_alive(row["pid"]) and row["pid"] != os.getpid():
                         continue
-                    same = tuple(row[k] for k in ("identity", "audio", "engine", "pose", "emotion", "fps",
-                                                  "video_fit")) == values
+                    same = tuple(row[k] for k in ("identity", "audio", "settings", "video_fit")) == values
                     if same and not overwrite:
                         continue
-                    con.execute("UPDATE jobs SET identity=?, audio=?, engine=?, pose=?, emotion=?, fps=?, video_fit=?, "
+                    con.execute("UPDATE jobs SET identity=?, audio=?, settings=?, video_fit=?, "
                                 "status='pending', error='', hint='', progress=0 WHERE id=?", (*values, row["id"]))
         finally:
             con.close()
@@ -444,19 +481,23 @@ class BatchQueue:
         self._exec(f"UPDATE jobs SET {cols} WHERE id=?", (*args, job_id))
 
     def edit(self, job_id: int, **spec) -> Job:
-        """Change a job's spec (identity, audio, output, engine, pose, emotion, fps, video_fit); the job
-        becomes pending again.
+        """Change a job's files, video fit or render settings (by flat name, see :data:`EDITABLE`; ``emotion``
+        takes ``NAME:INTENSITY``); the job becomes pending again.
 
         Raises:
-            ConfigError: the job is running, an unknown field, or the output is already another job's.
+            ConfigError: the job is running, an unknown field, an invalid value, or the output is already
+                another job's.
         """
-        allowed = {f.name for f in fields(JobSpec)}
-        bad = set(spec) - allowed
+        bad = set(spec) - set(EDITABLE)
         if bad:
-            raise ConfigError(f"cannot edit {', '.join(sorted(bad))}", f"editable: {', '.join(sorted(allowed))}")
+            raise ConfigError(f"cannot edit {', '.join(sorted(bad))}", f"editable: {', '.join(EDITABLE)}")
         job = self.get(job_id)
         if job.status == "running":
             raise ConfigError(f"{job.output.name} is being rendered", "pause or cancel the batch first")
+        flat = {k: spec.pop(k) for k in list(spec) if k in FLAT_NAMES}
+        if flat:
+            spec["settings"] = _settings_json(row_settings({k: str(v) for k, v in flat.items()}, job.settings,
+                                                           self.output_dir))
         if "video_fit" in spec:
             _check_fit(spec["video_fit"])
         if "output" in spec:
@@ -610,23 +651,24 @@ class BatchReport:
         return not self.failed and not self.stopped
 
 
-def _job_events(job: Job, *, cancel: CancelToken) -> Iterator[Progress | Notice | Done]:
-    """The engine's event generator for one job: a video identity is re-voiced, a photo animated."""
+def _job_events(job: Job, *, cancel: CancelToken) -> LongJob[Done]:
+    """The engine's long job for one job: a video identity is re-voiced, a photo animated."""
+    settings = job.settings
     if is_video_identity(job.identity):
-        if job.engine != "lite":
-            raise ConfigError(f"the {job.engine} engine cannot re-voice videos", "use the lite engine")
-        return dub_video(job.identity, job.audio, job.output, DubSettings(fit=job.video_fit), cancel=cancel)
-    emotion, level = parse_emotion(job.emotion)
-    settings = RenderSettings(engine=job.engine, fps=float(job.fps), pose=job.pose, emotion=emotion,
-                              **({} if level is None else {"emotion_intensity": level}))
+        if settings.engine.name != "lite":
+            raise ConfigError(f"the {settings.engine.name} engine cannot re-voice videos", "use the lite engine")
+        dub = DubSettings(fit=job.video_fit, face_index=settings.face_index, transcript=settings.transcript,
+                          crf=settings.encode.crf, preset=settings.encode.preset)
+        return dub_video(job.identity, job.audio, job.output, dub, cancel=cancel)
     return render(RenderRequest(image=job.identity, audio=job.audio, output=job.output, settings=settings),
                   cancel=cancel)
 
 
 def run_batch(queue: BatchQueue, *, overwrite: bool = False, retry_failed: bool = False,
               cancel: CancelToken | None = None, pause: threading.Event | None = None,
-              report_path: Path | None = None) -> Iterator[BatchEvent | BatchReport]:
-    """Run every outstanding job of ``queue``: yields :class:`BatchEvent` s, then one :class:`BatchReport`.
+              report_path: Path | None = None) -> Generator[BatchEvent, None, BatchReport]:
+    """Run every outstanding job of ``queue``: yields :class:`BatchEvent` s, returns the :class:`BatchReport`
+    (iterate with :class:`~studio.core.events.Returning` to get both).
 
     Outstanding: pending, cancelled, and interrupted jobs (``running`` in a process that died), failed
     ones too with ``retry_failed``, and done ones whose output no longer verifies. A job whose output
@@ -645,21 +687,21 @@ def run_batch(queue: BatchQueue, *, overwrite: bool = False, retry_failed: bool 
     cancel = cancel or CancelToken()
     queue.acquire_runner()
     try:
-        yield from _run(queue, overwrite=overwrite, retry_failed=retry_failed, cancel=cancel, pause=pause,
-                        report_path=report_path)
+        return (yield from _run(queue, overwrite=overwrite, retry_failed=retry_failed, cancel=cancel, pause=pause,
+                                report_path=report_path))
     finally:
         queue.release_runner()
 
 
 def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: CancelToken,
-         pause: threading.Event | None, report_path: Path | None) -> Iterator[BatchEvent | BatchReport]:
+         pause: threading.Event | None, report_path: Path | None) -> Generator[BatchEvent, None, BatchReport]:
     t_run = time.perf_counter()
     queue.recover()
     todo: list[Job] = []
     skipped: list[int] = []
     for job in queue.jobs():
         if job.status == "done":
-            reason = verify_output(job.output, expected_s=job.duration_s, fps=job.fps if job.fps else 25.0)
+            reason = verify_output(job.output, expected_s=job.duration_s, fps=job.settings.fps)
             if reason is None and not overwrite:
                 skipped.append(job.id)
                 continue
@@ -717,8 +759,13 @@ def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: Canc
         yield BatchEvent("start", job, index, total, 0.0, "start", "", done_w / total_w, eta(done_w / total_w))
         last_write = 0.0
         try:
-            result = None
-            for ev in _job_events(job, cancel=cancel):
+            events = _job_events(job, cancel=cancel)
+            while True:  # the job's events become batch events; its return value is the result
+                try:
+                    ev = next(events)
+                except StopIteration as stop:
+                    result: Done = stop.value
+                    break
                 if isinstance(ev, Progress):
                     overall = (done_w + w * ev.fraction) / total_w
                     now = time.perf_counter()
@@ -728,12 +775,9 @@ def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: Canc
                     yield BatchEvent("progress", job, index, total, ev.fraction, ev.stage, ev.message, overall,
                                      eta(overall))
                 elif isinstance(ev, Notice):
-                    yield BatchEvent("notice", job, index, total, 0.0, "notice", ev.message, done_w / total_w,
+                    yield BatchEvent("notice", job, index, total, 0.0, ev.level, ev.message, done_w / total_w,
                                      eta(done_w / total_w))
-                elif isinstance(ev, Done):
-                    result = ev
             cancel.raise_if_cancelled()
-            assert result is not None
             reason = verify_output(job.output, expected_s=result.duration_s, fps=result.fps)
             if reason is not None:
                 raise OutputError(f"{job.output.name} did not verify after rendering: {reason}",
@@ -777,7 +821,7 @@ def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: Canc
                          eta(done_w / total_w))
     report = write_report(queue, report_path=report_path, ran=ran, skipped=skipped,
                           elapsed_s=time.perf_counter() - t_run, stopped=stopped)
-    yield report
+    return report
 
 
 def write_report(queue: BatchQueue, *, report_path: Path | None = None, ran: Iterable[int] = (),

@@ -12,35 +12,19 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
 
 from studio.core.errors import FaceError, ImageError, StudioError
 from studio.core.paths import cache_dir
-from studio.core.progress import CancelToken, Progress, ProgressMonitor
+from studio.core.events import CancelToken, Job, ProgressMonitor
 from studio.engine.face.detect import FaceLandmarks, detect_faces, select_face
 from studio.engine.face.align import ffhq_alignment
-from studio.engine.pipeline import even_crop
+from studio.engine.face.identity import even_crop
 from studio.media.image import load_image
+from studio.media.kinds import is_video
 from studio.media.video import read_video_frames
-
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv"})
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus"})
-
-def is_video(path: Path) -> bool:
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
-
-
-def is_image(path: Path) -> bool:
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
-
-
-def is_audio(path: Path) -> bool:
-    return Path(path).suffix.lower() in AUDIO_SUFFIXES
-
 
 @dataclass(frozen=True)
 class IdentityInfo:
@@ -156,10 +140,10 @@ def identity_image_path(source: Path, *, cancel: CancelToken | None = None) -> P
 
 
 def inspect_identity(source: Path, *, face_index: int = 0, cancel: CancelToken | None = None,
-                     monitor: ProgressMonitor | None = None) -> Iterator[Progress | IdentityInfo]:
+                     monitor: ProgressMonitor | None = None) -> Job[IdentityInfo]:
     """Load a photo or a video's best frame, detect faces and build the aligned crop.
 
-    Yields Progress, then one IdentityInfo (face problems are in ``.problem``, not raised).
+    Yields Progress; returns the IdentityInfo (face problems are in ``.problem``, not raised).
 
     Raises:
         ImageError / InputError: the file cannot be read at all. Cancelled.
@@ -189,4 +173,4 @@ def inspect_identity(source: Path, *, face_index: int = 0, cancel: CancelToken |
     except FaceError as exc:
         problem = exc
     yield monitor.event("identity", 3, 3, "done")
-    yield IdentityInfo(source, image_path, frame_s, image, faces, face, aligned, problem, notices)
+    return IdentityInfo(source, image_path, frame_s, image, faces, face, aligned, problem, notices)

@@ -13,26 +13,28 @@ import os
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
 
-from studio.app.identity import identity_image_path, is_video
-from studio.app.project import RESOLUTIONS, ExportSettings, ProjectState
+from studio.app.identity import identity_image_path
+from studio.media.kinds import is_video
+from studio.app.project import CODECS, RESOLUTIONS, ExportSettings, ProjectState
 from studio.core.errors import ConfigError, InputError
-from studio.core.progress import CancelToken, Progress, ProgressMonitor
+from studio.core.events import CancelToken, Job, ProgressMonitor
 from studio.core.tracks import ControlTrack, apply_keyframes
-from studio.engine.pipeline import Done, Notice, Prepared, Session, check_output_path, prepare
+from studio.engine.base import Done
+from studio.engine.pipeline import Session, prepare
+from studio.media.kinds import check_output_path
 from studio.media.image import load_image
 from studio.media.video import read_video_frames
 
 
 def prepare_project(state: ProjectState, *, cancel: CancelToken | None = None,
-                    monitor: ProgressMonitor | None = None) -> Iterator[Progress | Notice | Prepared]:
+                    monitor: ProgressMonitor | None = None) -> Job[Session]:
     """Run the engine's ``prepare`` on the document's identity, speech and settings.
 
-    Yields Progress and Notices, then one Prepared.
+    Yields Progress and Notices; returns the :class:`~studio.engine.pipeline.Session`.
 
     Raises:
         ConfigError: the document has no identity or no speech yet; the engine's errors otherwise.
@@ -44,7 +46,7 @@ def prepare_project(state: ProjectState, *, cancel: CancelToken | None = None,
     if state.audio is None:
         raise ConfigError("no speech yet", "drop an audio or video file on the timeline")
     image = identity_image_path(state.identity, cancel=cancel)
-    yield from prepare(image, state.audio, state.render_settings(), cancel=cancel, monitor=monitor)
+    return (yield from prepare(image, state.audio, state.render_settings(), cancel=cancel, monitor=monitor))
 
 
 def controls_for(base: ControlTrack, state: ProjectState) -> ControlTrack:
@@ -74,38 +76,39 @@ class ExportPlan:
     frame_range: tuple[int, int]
     size: tuple[int, int]
     crf: int
-    encoder: str
+    codec: str
 
 
 def plan_export(session: Session, state: ProjectState, export: ExportSettings) -> ExportPlan:
     """Validate the export settings against the session (fails fast, before any work).
 
     Raises:
-        ConfigError / OutputError: no output path, bad extension or folder, bad resolution or crf.
+        ConfigError / OutputError: no output path, bad extension or folder, bad resolution, crf or codec.
     """
     if export.output is None:
         raise ConfigError("no output file chosen", "choose where to save the video")
     output = check_output_path(export.output)
-    if not 0 <= int(export.crf) <= 51:
-        raise ConfigError(f"quality (CRF) must be 0..51, got {export.crf}", "18 is visually lossless")
+    state.settings.encode.validate()
+    if export.codec not in CODECS:
+        raise ConfigError(f"unknown H.264 encoder {export.codec!r}", f"use one of: {', '.join(CODECS)}")
     rng = state.frame_range(session.controls.fps, session.n_frames) if export.use_range else None
     return ExportPlan(output, rng or (0, session.n_frames), output_size(session.size, export.resolution),
-                      int(export.crf), export.encoder)
+                      int(state.settings.encode.crf), export.codec)
 
 
 def export_video(session: Session, controls: ControlTrack, plan: ExportPlan, *,
                  cancel: CancelToken | None = None,
-                 monitor: ProgressMonitor | None = None) -> Iterator[Progress | Done]:
+                 monitor: ProgressMonitor | None = None) -> Job[Done]:
     """Render and encode ``plan.frame_range`` of ``session`` driven by ``controls``.
 
     It uses its own Session copy (``with_controls``), so it can run in a worker thread while the preview
-    renders from another. Yields Progress (done/total in frames) then Done.
+    renders from another. Yields Progress (done/total in frames); returns Done.
     """
     own = session.with_controls(controls)
     # leave a core to the UI thread: the encoder would otherwise take them all
     threads = max(1, (os.cpu_count() or 2) - 1)
-    yield from own.export(plan.output, frame_range=plan.frame_range, size=plan.size, codec=plan.encoder,
-                          crf=plan.crf, threads=threads, cancel=cancel, monitor=monitor)
+    return (yield from own.export(plan.output, frame_range=plan.frame_range, size=plan.size, codec=plan.codec,
+                                  crf=plan.crf, threads=threads, cancel=cancel, monitor=monitor))
 
 
 def source_thumbnail(path: Path, *, max_side: int = 160) -> np.ndarray:
@@ -135,7 +138,7 @@ def source_thumbnail(path: Path, *, max_side: int = 160) -> np.ndarray:
 
 
 def export_project(session: Session | None, state: ProjectState, *, cancel: CancelToken | None = None,
-                   monitor: ProgressMonitor | None = None) -> Iterator[Progress | Notice | Done]:
+                   monitor: ProgressMonitor | None = None) -> Job[Done]:
     """Export the document's video with its export settings.
 
     ``session`` is the studio's current one; when it is missing or was prepared at another frame rate than
@@ -144,13 +147,9 @@ def export_project(session: Session | None, state: ProjectState, *, cancel: Canc
     """
     cancel = cancel or CancelToken()
     monitor = monitor or ProgressMonitor()
-    if session is None or abs(session.controls.fps - float(state.fps)) > 1e-9:
-        for ev in prepare_project(state, cancel=cancel, monitor=monitor.sub(0.0, 0.2)):
-            if isinstance(ev, Prepared):
-                session = ev.session
-            else:
-                yield ev
+    if session is None or abs(session.controls.fps - float(state.settings.fps)) > 1e-9:
+        session = yield from prepare_project(state, cancel=cancel, monitor=monitor.sub(0.0, 0.2))
         monitor = monitor.sub(0.2, 1.0)
-    assert session is not None
     plan = plan_export(session, state, state.export)
-    yield from export_video(session, controls_for(session.controls, state), plan, cancel=cancel, monitor=monitor)
+    return (yield from export_video(session, controls_for(session.controls, state), plan, cancel=cancel,
+                                    monitor=monitor))

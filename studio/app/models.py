@@ -11,7 +11,7 @@ from pathlib import Path
 
 from studio.core.errors import ModelError
 from studio.core.paths import data_dir
-from studio.engine.pipeline import ENGINES
+from studio.engine.settings import ENGINE_NAMES
 from studio.models import store
 
 
@@ -37,7 +37,7 @@ def neural_status() -> NeuralStatus:
         NeuralOptions().validate()
     except ModelError as exc:
         return NeuralStatus(False, f"not installed: {exc.message}")
-    if "neural" not in ENGINES:
+    if "neural" not in ENGINE_NAMES:
         return NeuralStatus(False, "not available in this version of the studio (the lite engine is)")
     return NeuralStatus(True, "")
 

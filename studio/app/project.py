@@ -19,49 +19,47 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from studio.core.errors import InputError, StudioError
 from studio.core.fileio import atomic_write_text
-from studio.core.errors import InputError, OutputError
 from studio.core.paths import data_dir
+from studio.engine.settings import FLAT_NAMES, RenderSettings, absolute_path, relative_path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PROJECT_SUFFIX = ".talkproj"
 
-#: Fields whose change requires the speech analysis / control track to be rebuilt (``prepare``).
-PREPARE_FIELDS = frozenset({
-    "identity", "audio", "transcript", "engine", "fps", "seed", "face_index",
-    "pose", "pose_intensity", "emotion", "emotion_source", "emotion_intensity", "blink", "person",
-})
+#: Fields whose change requires the speech analysis / control track to be rebuilt (``prepare``): the
+#: identity and speech, and every render setting (by its flat name) except the encoder's.
+PREPARE_FIELDS = frozenset({"identity", "identity_frame_s", "audio"}
+                           | (set(FLAT_NAMES) - {"crf", "preset"}))
 
 #: Export resolutions: name -> maximum output height in pixels (None = the photo's own size).
 RESOLUTIONS: dict[str, int | None] = {"source": None, "1080p": 1080, "720p": 720, "480p": 480}
+#: H.264 encoders the export offers (ffmpeg's names)
+CODECS = ("libx264", "h264_nvenc")
 
 Keyframes = Mapping[str, tuple[tuple[float, float], ...]]
 
 
 @dataclass(frozen=True)
 class ExportSettings:
-    """What the export dialog remembers.
+    """What the export dialog remembers (the quality, CRF, is a render setting: ``settings.encode.crf``).
 
     Attributes:
         output: the video to write (None: not chosen yet).
         resolution: a key of :data:`RESOLUTIONS`.
-        crf: constant rate factor / constant quality, 0 (best) .. 51.
-        encoder: "libx264" or "h264_nvenc".
+        codec: the H.264 encoder, one of :data:`CODECS`.
         use_range: export only the in/out range (when one is set) instead of the whole clip.
     """
 
     output: Path | None = None
     resolution: str = "source"
-    crf: int = 18
-    encoder: str = "libx264"
+    codec: str = "libx264"
     use_range: bool = True
 
 
@@ -73,52 +71,53 @@ class ProjectState:
         identity: the photo or short video whose face is animated.
         identity_frame_s: for a video identity, the time (s) of the chosen frame (None: pick automatically).
         audio: the speech (audio file or the soundtrack of a video).
-        transcript: optional text of the speech.
-        engine: "lite" or "neural".
-        fps: output frame rate (frames/s). seed: blink / idle-motion seed. face_index: 0 = largest face.
-        pose: a pose preset name or the absolute path of a pose source video.
-        pose_intensity: 0..3. emotion: an emotion preset; emotion_source: photo/video whose expression is
-            copied instead (None: the preset); emotion_intensity: 0..1. blink: "auto", "off" or "source".
+        settings: every render setting (:class:`~studio.engine.settings.RenderSettings`: frame rate, face,
+            transcript, pose/emotion/blink sources, engine and its options, CRF and x264 preset).
         keyframes: channel -> ((time in s, value in the channel's units), ...), sorted by time.
         range_s: (in, out) in seconds, or None for the whole clip.
         export: the export dialog's settings.
-        person: the identity's PTI person file (neural engine; None: the untuned generator).
+
+    The render settings are edited by their flat names (``pose``, ``fps``, ``crf``, see
+    :data:`~studio.engine.settings.FLAT_NAMES`) through :meth:`Project.update`, and read with :meth:`value`.
     """
 
     identity: Path | None = None
     identity_frame_s: float | None = None
     audio: Path | None = None
-    transcript: str | None = None
-    engine: str = "lite"
-    fps: float = 25.0
-    seed: int = 0
-    face_index: int = 0
-    pose: str = "idle"
-    pose_intensity: float = 1.0
-    emotion: str = "neutral"
-    emotion_source: Path | None = None
-    emotion_intensity: float = 0.7
-    blink: str = "auto"
+    settings: RenderSettings = field(default_factory=RenderSettings)
     keyframes: Keyframes = field(default_factory=dict)
     range_s: tuple[float, float] | None = None
     export: ExportSettings = field(default_factory=ExportSettings)
-    person: Path | None = None
 
-    @property
-    def pose_video_path(self) -> Path | None:
-        """The pose source video, or None when the pose is a preset."""
-        return None if _is_preset_pose(self.pose) else Path(self.pose)
+    def value(self, name: str) -> Any:
+        """The field ``name`` of the state, or the render setting of that flat name.
 
-    def render_settings(self):
-        """The engine's :class:`~studio.engine.pipeline.RenderSettings` for this state."""
-        from studio.engine.pipeline import RenderSettings
+        Raises:
+            KeyError: neither.
+        """
+        if name in _STATE_FIELDS:
+            return getattr(self, name)
+        return self.settings.value(name)
 
-        return RenderSettings(engine=self.engine, fps=float(self.fps), seed=int(self.seed),
-                              face_index=int(self.face_index), transcript=self.transcript or None,
-                              pose=self.pose, pose_intensity=float(self.pose_intensity), emotion=self.emotion,
-                              emotion_intensity=float(self.emotion_intensity), emotion_source=self.emotion_source,
-                              blink=self.blink, crf=int(self.export.crf),
-                              person=self.person if self.engine == "neural" else None)
+    def with_values(self, **changes: Any) -> "ProjectState":
+        """A copy with state fields and flat render settings replaced.
+
+        Raises:
+            ConfigError: an unknown name or a value of the wrong type.
+        """
+        own = {k: v for k, v in changes.items() if k in _STATE_FIELDS}
+        flat = {k: v for k, v in changes.items() if k not in _STATE_FIELDS}
+        if flat:
+            own["settings"] = own.get("settings", self.settings).with_values(**flat)
+        return replace(self, **own)
+
+    def render_settings(self) -> RenderSettings:
+        """The engine's :class:`~studio.engine.settings.RenderSettings` for this state (the person file is
+        the neural engine's only)."""
+        s = self.settings
+        if s.engine.name != "neural" and s.engine.person is not None:
+            s = s.with_values(person=None)
+        return s
 
     def keyframes_in_frames(self, fps: float, n_frames: int) -> dict[str, list[tuple[int, float]]]:
         """Keyframes as ``apply_keyframes`` wants them: channel -> [(frame index, value)] inside the clip."""
@@ -158,23 +157,15 @@ def without_keyframes(keyframes: Keyframes, channel: str | None = None) -> dict[
 # ------------------------------------------------------------------------------------------------
 # (de)serialisation
 
-_PATH_FIELDS = ("identity", "audio", "emotion_source", "person")
+_PATH_FIELDS = ("identity", "audio")
 
 
 def _rel(path: Path | None, base: Path) -> str | None:
-    if path is None:
-        return None
-    try:
-        return Path(os.path.relpath(path, base)).as_posix()
-    except ValueError:  # another drive on Windows
-        return str(path)
+    return None if path is None else relative_path(Path(path), base)
 
 
 def _abs(text: str | None, base: Path) -> Path | None:
-    if text in (None, ""):
-        return None
-    p = Path(text).expanduser()
-    return p if p.is_absolute() else (base / p).resolve()
+    return None if text in (None, "") else absolute_path(str(text), base)
 
 
 def state_to_dict(state: ProjectState, base: Path) -> dict[str, Any]:
@@ -184,8 +175,8 @@ def state_to_dict(state: ProjectState, base: Path) -> dict[str, Any]:
         value = getattr(state, f.name)
         if f.name in _PATH_FIELDS:
             value = _rel(value, base)
-        elif f.name == "pose":
-            value = value if _is_preset_pose(value) else {"video": _rel(Path(value), base)}
+        elif f.name == "settings":
+            value = value.to_dict(relative_to=base)
         elif f.name == "keyframes":
             value = {k: [list(kv) for kv in v] for k, v in value.items()}
         elif f.name == "range_s":
@@ -198,16 +189,19 @@ def state_to_dict(state: ProjectState, base: Path) -> dict[str, Any]:
 
 
 def state_from_dict(data: Mapping[str, Any], base: Path) -> ProjectState:
-    """Inverse of :func:`state_to_dict` (after migration); unknown keys are ignored."""
+    """Inverse of :func:`state_to_dict` (after migration); unknown keys are ignored.
+
+    Raises:
+        StudioError (ConfigError), TypeError, ValueError, KeyError: a field of the wrong type.
+    """
     kw: dict[str, Any] = {}
-    names = {f.name for f in fields(ProjectState)}
     for name, value in data.items():
-        if name not in names:
+        if name not in _STATE_FIELDS:
             continue
         if name in _PATH_FIELDS:
             value = _abs(value, base)
-        elif name == "pose":
-            value = str(_abs(value["video"], base)) if isinstance(value, dict) else str(value)
+        elif name == "settings":
+            value = RenderSettings.from_dict(value or {}, relative_to=base)
         elif name == "keyframes":
             value = {str(k): tuple(sorted((float(t), float(v)) for t, v in keys)) for k, keys in (value or {}).items()}
         elif name == "range_s":
@@ -216,20 +210,35 @@ def state_from_dict(data: Mapping[str, Any], base: Path) -> ProjectState:
             ex = {k: v for k, v in (value or {}).items() if k in {f.name for f in fields(ExportSettings)}}
             ex["output"] = _abs(ex.get("output"), base)
             value = ExportSettings(**ex)
-        elif name in ("fps", "pose_intensity", "emotion_intensity") or (name == "identity_frame_s" and value is not None):
+        elif name == "identity_frame_s" and value is not None:
             value = float(value)
         kw[name] = value
     return ProjectState(**kw)
 
 
-def _is_preset_pose(pose: str) -> bool:
-    from studio.engine.pipeline import POSE_PRESETS
-
-    return pose in POSE_PRESETS
+def _migrate_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 kept the render settings as flat fields (and the CRF and codec in ``export``): nest them
+    into ``settings`` (:meth:`RenderSettings.to_dict`'s layout) and rename ``export.encoder`` to ``codec``."""
+    groups = {"sources": ("pose", "pose_intensity", "emotion", "emotion_intensity", "emotion_source", "blink",
+                          "seed"),
+              "engine": ("person",)}
+    settings: dict[str, Any] = {k: data.pop(k) for k in ("fps", "face_index", "transcript") if k in data}
+    for group, names in groups.items():
+        settings[group] = {k: data.pop(k) for k in names if k in data}
+    if "engine" in data:
+        settings["engine"]["name"] = data.pop("engine")
+    export = dict(data.get("export") or {})
+    if "crf" in export:
+        settings["encode"] = {"crf": export.pop("crf")}
+    if "encoder" in export:
+        export["codec"] = export.pop("encoder")
+    data["export"] = export
+    data["settings"] = settings
+    return data
 
 
 #: schema_version N -> function migrating a dict of version N to N + 1.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _migrate_1_to_2}
 
 
 def migrate(data: dict[str, Any], *, source: str = "the project") -> dict[str, Any]:
@@ -267,7 +276,9 @@ def read_project_file(path: Path) -> tuple[ProjectState, dict[str, Any]]:
     base = Path(data.get("base_dir") or path.parent)
     try:
         return state_from_dict(data, base), data
-    except (TypeError, ValueError, KeyError) as exc:
+    except StudioError as exc:
+        raise InputError(f"the project {path} has an invalid field: {exc.message}", "the file is damaged") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise InputError(f"the project {path} has an invalid field: {exc}", "the file is damaged") from None
 
 
@@ -309,24 +320,25 @@ class Project:
             cb(changed)
 
     def update(self, **changes: Any) -> frozenset[str]:
-        """Replace fields of the state; notify observers of those that really changed.
+        """Replace fields of the state or render settings (by flat name, see :meth:`ProjectState.value`);
+        notify observers of the names that really changed.
 
         Returns:
             The names of the changed fields (empty when every value was already set).
         """
         current = self._state
-        changed = frozenset(k for k, v in changes.items() if getattr(current, k) != v)
+        changed = frozenset(k for k, v in changes.items() if current.value(k) != v)
         if not changed:
             return changed
-        self._state = replace(current, **{k: changes[k] for k in changed})
+        self._state = current.with_values(**{k: changes[k] for k in changed})
         self.dirty = True
         self.revision += 1
         self._notify(changed)
         return changed
 
     def values(self, names: Iterable[str]) -> dict[str, Any]:
-        """Current values of the named fields (for undo)."""
-        return {n: getattr(self._state, n) for n in names}
+        """Current values of the named fields or flat render settings (for undo)."""
+        return {n: self._state.value(n) for n in names}
 
     def replace_all(self, state: ProjectState, path: Path | None, *, dirty: bool = False) -> None:
         """Swap in a whole new document (new / open / recover)."""
@@ -462,3 +474,7 @@ class Autosaver:
         """Delete the autosave (after a clean save or close)."""
         autosave_path(self.project).unlink(missing_ok=True)
         self._saved_revision = -1
+
+
+_STATE_FIELDS = frozenset(f.name for f in fields(ProjectState))
+assert not _STATE_FIELDS & set(FLAT_NAMES), "a project field shadows a render setting's flat name"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 

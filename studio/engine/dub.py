@@ -29,35 +29,27 @@ from typing import Iterator
 import numpy as np
 
 from studio.core.errors import ConfigError, FaceError, InputError
-from studio.core.progress import CancelToken, Progress, ProgressMonitor
+from studio.core.events import CancelToken, Job, Notice, ProgressMonitor, drive
+from studio.core.tracks import ControlTrack
 from studio.engine.audio.visemes import analyze_speech
+from studio.engine.base import ANALYSIS_RATE, Done, provenance
 from studio.engine.face.detect import FaceLandmarks, FaceTracker
+from studio.engine.face.identity import Identity, even_crop
 from studio.engine.lite.engine import LiteEngine
 from studio.engine.lite.rig import FaceRig
-from studio.engine.pipeline import ANALYSIS_RATE, Done, Notice, check_output_path, even_crop, provenance
+from studio.engine.settings import X264_PRESETS
 from studio.media.audio import AudioClip, frame_count, load_audio
+from studio.media.kinds import check_output_path, is_video
 from studio.media.video import FrameEncoder, read_video_frames
 
 VIDEO_FITS = ("loop", "trim")
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv"})
 CROSSFADE_S = 0.4  # seconds of crossfade between the end and the start of a looped video
 MOUTH_CONTROLS = ("jaw", "open", "spread", "press", "teeth")
 
 
 def is_video_identity(path: Path) -> bool:
     """True when ``path`` names a video (by its suffix): it is re-voiced rather than animated from a photo."""
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
-
-
-class _MouthRig(FaceRig):
-    """A lite rig without the head-rotation lever (a dub never turns the head: the video does).
-
-    Skipping the lever's kernel regression makes a rig ~20x cheaper to build (about 30 ms for a 512 px
-    face instead of 600 ms), which is what lets a rig be fitted to every frame.
-    """
-
-    def _rotation_lever(self, P: np.ndarray) -> np.ndarray:
-        return np.zeros(P.shape[:-1])
+    return is_video(path)
 
 
 @dataclass(frozen=True)
@@ -80,16 +72,10 @@ class TrackedVideo:
     found: np.ndarray
 
 
-@dataclass(frozen=True)
-class Tracked:
-    """Event carrying the result of :func:`track_video`."""
-
-    video: TrackedVideo
-
-
 def track_video(path: Path, *, face_index: int = 0, cancel: CancelToken | None = None,
-                monitor: ProgressMonitor | None = None) -> Iterator[Progress | Tracked]:
-    """Track the face through a video (streamed): yields Progress (stage "track"), then one :class:`Tracked`.
+                monitor: ProgressMonitor | None = None) -> Job[TrackedVideo]:
+    """Track the face through a video (streamed): yields Progress (stage "track"), returns the
+    :class:`TrackedVideo`.
 
     Raises:
         InputError: unreadable video, no frames, or a frame rate ffmpeg cannot tell.
@@ -129,8 +115,8 @@ def track_video(path: Path, *, face_index: int = 0, cancel: CancelToken | None =
     dep = np.stack(depth).astype(np.float32)
     pts, dep = _smooth_tracks(pts, found_arr), _smooth_tracks(dep, found_arr)
     yield monitor.event("track", total, total, f"tracked {n} frames")
-    yield Tracked(TrackedVideo(path=Path(path), fps=float(meta.fps), size=size, n_frames=n, points=pts,
-                               depth=dep, found=found_arr))
+    return TrackedVideo(path=Path(path), fps=float(meta.fps), size=size, n_frames=n, points=pts, depth=dep,
+                        found=found_arr)
 
 
 def _smooth_tracks(x: np.ndarray, found: np.ndarray) -> np.ndarray:
@@ -234,17 +220,26 @@ class DubSettings:
             raise ConfigError(f"unknown video fit {self.fit!r}", f"choose one of: {', '.join(VIDEO_FITS)}")
         if self.face_index < 0:
             raise ConfigError(f"invalid face index {self.face_index}", "use 0 for the largest face")
+        if self.preset not in X264_PRESETS:
+            raise ConfigError(f"unknown x264 preset {self.preset!r}", f"use one of: {', '.join(X264_PRESETS)}")
 
 
 class MouthDubber:
-    """Re-drives the mouth of source frames with mouth controls (one rig per frame).
+    """Re-drives the mouth of source frames with mouth controls: a client of the
+    :class:`~studio.engine.base.Engine` interface that prepares one identity per frame (``prepare``) and
+    renders it with that frame's mouth controls (``render``).
 
     Args:
-        engine: the lite engine to render with.
+        engine: a lite engine (its rig gives the edit mask). Default: mouth-only rigs
+            (``head_rotation=False``: the video turns the head) that close the source's own lips before
+            the new speech opens them (``rest_mouth="closed"``).
+        clip: the speech (passed to the engine's ``prepare``).
     """
 
-    def __init__(self, engine: LiteEngine | None = None) -> None:
-        self.engine = engine or LiteEngine()
+    def __init__(self, engine: LiteEngine | None = None, clip: AudioClip | None = None) -> None:
+        self.engine = engine or LiteEngine(rest_mouth="closed", head_rotation=False)
+        self.clip = clip
+        self._out: np.ndarray | None = None
 
     def frame(self, src: np.ndarray, points: np.ndarray, depth: np.ndarray,
               controls: dict[str, float]) -> np.ndarray:
@@ -260,11 +255,15 @@ class MouthDubber:
             every pixel outside the mask equals ``src``.
         """
         face = FaceLandmarks(box=(0.0, 0.0, 0.0, 0.0), score=1.0, points=points, depth=depth)
-        rig = _MouthRig(points, src.shape[:2], depth=depth, proportions=self.engine.proportions)
-        ident = self.engine.prepare(src, face, rig=rig)
-        warped = self.engine.render(ident, {k: float(controls.get(k, 0.0)) for k in MOUTH_CONTROLS})
+        track = ControlTrack.from_channels(1.0, 1, {k: np.array([float(controls.get(k, 0.0))], np.float32)
+                                                    for k in MOUTH_CONTROLS})
+        prepared = drive(self.engine.prepare(Identity.of_frame(src, face), self.clip, track,
+                                             monitor=ProgressMonitor(), cancel=CancelToken()))
+        if self._out is None or self._out.shape[1:] != src.shape:
+            self._out = np.empty((1,) + src.shape, np.uint8)
+        warped = self.engine.render(prepared, track, [0], out=self._out)[0]
         out = src.copy()
-        box, mask = edit_mask(rig, src.shape[:2])
+        box, mask = edit_mask(prepared.rig, src.shape[:2])
         if mask.size:
             s = src[box].astype(np.float32)
             blend = s + (warped[box].astype(np.float32) - s) * mask[..., None]
@@ -324,11 +323,11 @@ def _source_frames(video: TrackedVideo, a: np.ndarray, b: np.ndarray, w: np.ndar
 
 def dub_video(video: Path, audio: Path, output: Path, settings: DubSettings = DubSettings(), *,
               cancel: CancelToken | None = None,
-              monitor: ProgressMonitor | None = None) -> Iterator[Progress | Notice | Done]:
+              monitor: ProgressMonitor | None = None) -> Job[Done]:
     """Re-voice ``video`` with the speech in ``audio`` and write ``output`` (H.264 + AAC MP4).
 
-    Yields Progress (stages "track", "speech", "render", fraction monotonic in [0, 1]), Notices, then one
-    :class:`~studio.engine.pipeline.Done` (``size`` is the video's even-cropped (width, height), ``fps`` the
+    Yields Progress (stages "track", "speech", "render", fraction monotonic in [0, 1]) and Notices; returns
+    :class:`~studio.engine.base.Done` (``size`` is the video's even-cropped (width, height), ``fps`` the
     video's frame rate, ``duration_s`` the output's length in seconds).
 
     Raises:
@@ -341,13 +340,8 @@ def dub_video(video: Path, audio: Path, output: Path, settings: DubSettings = Du
     settings.validate()
     output = check_output_path(output)
     clip = load_audio(audio, sample_rate=ANALYSIS_RATE)  # fail fast on a bad speech file
-    tracked = None
-    for ev in track_video(video, face_index=settings.face_index, cancel=cancel, monitor=monitor.sub(0.0, 0.35)):
-        if isinstance(ev, Tracked):
-            tracked = ev.video
-        else:
-            yield ev
-    assert tracked is not None
+    tracked = yield from track_video(video, face_index=settings.face_index, cancel=cancel,
+                                     monitor=monitor.sub(0.0, 0.35))
     t_track = time.perf_counter() - t0
     missing = int((~tracked.found).sum())
     if missing:
@@ -365,14 +359,15 @@ def dub_video(video: Path, audio: Path, output: Path, settings: DubSettings = Du
     elif n_out > tracked.n_frames:
         yield Notice(f"the video ({tracked.n_frames / fps:.2f} s) is shorter than the speech ({clip.duration:.2f} s): "
                      "it loops with a crossfade")
-    yield monitor.event("speech", 0, 1, "analysing the speech")
+    speech_mon = monitor.sub(0.35, 0.4)
+    yield speech_mon.event("speech", 0, 1, "analysing the speech")
     mouth = analyze_speech(clip.samples, clip.sample_rate, fps=fps, n_frames=n_out,
                            transcript=settings.transcript, cancel=cancel)
-    yield monitor.sub(0.35, 0.4).event("speech", 1, 1, "speech analysed")
+    yield speech_mon.event("speech", 1, 1, "speech analysed")
     t_speech = time.perf_counter() - t0 - t_track
     a, b, w = frame_plan(tracked.n_frames, n_out, crossfade=round(CROSSFADE_S * fps))
     controls = mouth.controls()
-    dubber = MouthDubber()
+    dubber = MouthDubber(clip=clip)
     render_mon = monitor.sub(0.4, 1.0)
     width, height = tracked.size
     t_render = 0.0
@@ -391,6 +386,6 @@ def dub_video(video: Path, audio: Path, output: Path, settings: DubSettings = Du
         if encoder.frames_written != n_out:
             raise InputError(f"the video gave {encoder.frames_written} frames instead of {n_out}: {video}",
                              "re-export the video as MP4 (H.264) and try again")
-    yield Done(output=encoder.path, n_frames=n_out, fps=fps, duration_s=n_out / fps, size=(width, height),
+    return Done(output=encoder.path, n_frames=n_out, fps=fps, duration_s=n_out / fps, size=(width, height),
                timings={"track": t_track, "analyse": t_speech, "render": t_render,
                         "total": time.perf_counter() - t0})

@@ -16,7 +16,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
-from studio.app.project import ExportSettings, Project, with_keyframe, without_keyframes
+from studio.app.project import Project, with_keyframe, without_keyframes
 
 
 class DocumentModel(QObject):
@@ -116,7 +116,3 @@ def clear_keyframes(model: DocumentModel, channel: str | None = None) -> SetFiel
 def set_range(model: DocumentModel, range_s: tuple[float, float] | None) -> SetFields:
     text = "Clear in/out range" if range_s is None else f"Set range {range_s[0]:.2f}–{range_s[1]:.2f} s"
     return SetFields(model, {"range_s": range_s}, text, merge_key="range")
-
-
-def set_export(model: DocumentModel, export: ExportSettings) -> SetFields:
-    return SetFields(model, {"export": export}, "Change export settings")

@@ -14,7 +14,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from studio.app.jobs import controls_for, prepare_project
 from studio.app.project import PREPARE_FIELDS
-from studio.engine.pipeline import Prepared, Session
+from studio.engine.pipeline import Session
 from studio.gui.commands import DocumentModel
 from studio.gui.workers import FrameRenderer, JobWorker, RenderSource
 from studio.gui.runtime import freeze_heap
@@ -29,7 +29,8 @@ class SessionController(QObject):
         latents_changed(summary): the neural W+ trajectory summary of the keyframed track (see
         ``Session.latent_summary``), recomputed after a keyframe edit.
         busy(bool): prepare started / ended. progress(fraction, stage, message).
-        problem(message, hint): prepare failed (shown in the status bar). notice(text).
+        problem(message, hint): prepare failed (shown in the status bar). notice(text, level): a warning or
+        a note from prepare.
     """
 
     session_changed = Signal(object)
@@ -38,7 +39,7 @@ class SessionController(QObject):
     busy = Signal(bool)
     progress = Signal(float, str, str)
     problem = Signal(str, str)
-    notice = Signal(str)
+    notice = Signal(str, str)
 
     def __init__(self, model: DocumentModel, *, debounce_ms: int = 250, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -76,7 +77,7 @@ class SessionController(QObject):
 
         def job(cancel):
             cancel.raise_if_cancelled()
-            yield session.latent_summary()
+            return session.latent_summary()
 
         worker = JobWorker(job, name="latents", parent=self)
         worker.finished_ok.connect(
@@ -113,9 +114,9 @@ class SessionController(QObject):
         self.busy.emit(True)
         worker.start()
 
-    def _on_prepared(self, event: Prepared) -> None:
+    def _on_prepared(self, session: Session) -> None:
         if not self._pending:
-            self._swap(event.session)
+            self._swap(session)
 
     def _on_failed(self, message: str, hint: str) -> None:
         if not self._pending:

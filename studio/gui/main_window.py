@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog
 
 from studio import __version__
 from studio.app.analysis import WaveformPyramid, phone_segments
-from studio.app.identity import AUDIO_SUFFIXES, VIDEO_SUFFIXES
+from studio.media.kinds import AUDIO_SUFFIXES, VIDEO_SUFFIXES
 from studio.app.project import PROJECT_SUFFIX, Autosaver, Project, Recovery, find_recoveries
 from studio.app.settings import Settings, load_settings, save_settings
 from studio.core.errors import StudioError
@@ -30,7 +30,7 @@ from studio.gui.commands import DocumentModel
 from studio.gui.controller import SessionController
 from studio.gui.playback import Transport
 from studio.gui.views.export_dialog import ExportDialog
-from studio.gui.views.identity import IDENTITY_FILTER, IdentityPanel
+from studio.gui.views.identity import IdentityPanel
 from studio.gui.views.models_dialog import ModelsDialog
 from studio.gui.views.preview import PreviewView
 from studio.gui.views.sources import SourcesPanel
@@ -52,7 +52,7 @@ def _load_waveform(path: Path):
     def job(cancel):
         clip = load_audio(path, sample_rate=16000)
         cancel.raise_if_cancelled()
-        yield WaveformPyramid(clip.samples, clip.sample_rate)
+        return WaveformPyramid(clip.samples, clip.sample_rate)
 
     return job
 
@@ -246,7 +246,7 @@ class MainWindow(QMainWindow):
         c.busy.connect(self._on_busy)
         c.progress.connect(self._on_progress)
         c.problem.connect(self._on_problem)
-        c.notice.connect(self.show_status)
+        c.notice.connect(self.show_notice)
         c.renderer.frame_ready.connect(self._on_frame)
         c.renderer.cache_changed.connect(self._on_cache_changed)
 
@@ -295,6 +295,11 @@ class MainWindow(QMainWindow):
     def show_status(self, text: str, *, error: bool = False) -> None:
         self.status_label.setText(text)
         self.status_label.setStyleSheet("color:#ff8a8a;" if error else "")
+
+    def show_notice(self, text: str, level: str = "warning") -> None:
+        """A notice from a job: warnings in amber with a "warning:" prefix, notes plain."""
+        self.status_label.setText(f"warning: {text}" if level == "warning" else text)
+        self.status_label.setStyleSheet("color:#ffc66d;" if level == "warning" else "")
 
     # -- document ------------------------------------------------------------------------------------
 
@@ -405,7 +410,7 @@ class MainWindow(QMainWindow):
         self.transport.seek(t)
 
     def step(self, frames: int) -> None:
-        fps = self.controller.controls.fps if self.controller.controls is not None else self.model.state.fps
+        fps = self.controller.controls.fps if self.controller.controls is not None else self.model.state.settings.fps
         self.seek((self.current_frame() + frames + 0.5) / fps)
 
     def _on_position(self, t: float) -> None:

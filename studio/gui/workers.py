@@ -1,7 +1,8 @@
-"""Background workers: long generators and the newest-request-only frame renderer, as Qt signals.
+"""Background workers: long jobs and the newest-request-only frame renderer, as Qt signals.
 
-:class:`JobWorker` runs any generator of the engine's events (``Progress``, ``Notice``, a result) in a
-QThread; the UI thread only receives signals. Progress signals are throttled (at most one every
+:class:`JobWorker` runs a long job (a generator of ``Progress`` / ``Notice`` events that returns its
+result, see :func:`studio.core.events.drive`) or a plain function in a QThread; the UI thread only
+receives signals. Progress signals are throttled (at most one every
 ``min_interval_s``) so a fast job never floods the event loop. :class:`FrameRenderer` renders preview
 frames in its own thread and keeps only the newest request (NVlabs stylegan3 ``AsyncRenderer``): while
 the playhead is dragged, stale frames are dropped, never queued. When idle during playback it renders
@@ -16,7 +17,7 @@ import time
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator
 
 import cv2
 import numpy as np
@@ -24,24 +25,25 @@ from PySide6.QtCore import QObject, QThread, Signal
 from PySide6.QtGui import QImage
 
 from studio.core.errors import Cancelled, StudioError
-from studio.core.progress import CancelToken, Progress
-from studio.engine.pipeline import Notice
+from studio.core.events import CancelToken, Notice, Progress, drive
 
 log = logging.getLogger(__name__)
 
-JobFactory = Callable[[CancelToken], Iterator[Any]]
+JobFactory = Callable[[CancelToken], Any]
 
 
 class JobWorker(QThread):
-    """Run ``factory(cancel)`` (a generator) in a thread and report its events as signals.
+    """Run ``factory(cancel)`` in a thread and report its events as signals: a long job (generator) is
+    driven to its end; anything else the factory returns is the result (so a plain function runs there too).
 
     Signals:
-        progress(fraction 0..1, stage, message); notice(text); finished_ok(last non-progress event);
-        failed(message, hint); cancelled(). Exactly one of the last three is emitted.
+        progress(fraction 0..1, stage, message); notice(text, level "warning" | "note");
+        finished_ok(the job's result); failed(message, hint); cancelled(). Exactly one of the last three is
+        emitted.
     """
 
     progress = Signal(float, str, str)
-    notice = Signal(str)
+    notice = Signal(str, str)
     finished_ok = Signal(object)
     failed = Signal(str, str)
     cancelled = Signal()
@@ -61,19 +63,22 @@ class JobWorker(QThread):
 
     def run(self) -> None:  # noqa: D401 - QThread API
         self.started_at = time.perf_counter()
-        result = None
         last_emit = 0.0
+
+        def on_progress(ev: Progress) -> None:
+            nonlocal last_emit
+            now = time.perf_counter()
+            if now - last_emit >= self._min_interval_s or ev.fraction >= 1.0:
+                last_emit = now
+                self.progress.emit(float(ev.fraction), ev.stage, ev.message)
+
+        def on_notice(ev: Notice) -> None:
+            self.notice.emit(ev.message, ev.level)
+
         try:
-            for ev in self._factory(self.token):
-                if isinstance(ev, Progress):
-                    now = time.perf_counter()
-                    if now - last_emit >= self._min_interval_s or ev.fraction >= 1.0:
-                        last_emit = now
-                        self.progress.emit(float(ev.fraction), ev.stage, ev.message)
-                elif isinstance(ev, Notice):
-                    self.notice.emit(ev.message)
-                else:
-                    result = ev
+            result = self._factory(self.token)
+            if isinstance(result, Generator):
+                result = drive(result, on_progress=on_progress, on_notice=on_notice)
             self.token.raise_if_cancelled()
         except Cancelled:
             self.cancelled.emit()

@@ -32,11 +32,6 @@ MIN_DURATION_S = 0.04
 #: Window (seconds) over which :func:`is_silent` measures loudness.
 SILENCE_WINDOW_S = 0.05
 
-#: File name extensions offered in file dialogs (anything ffmpeg decodes is accepted).
-AUDIO_EXTENSIONS: tuple[str, ...] = (
-    ".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".aiff", ".aif",
-    ".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".avi",
-)  # fmt: skip
 
 _FORMATS_HINT = "use a WAV, FLAC, OGG, MP3 or M4A recording, or a video file with a soundtrack"
 

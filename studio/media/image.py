@@ -24,7 +24,6 @@ from studio.media._common import check_input_file
 SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
 
 #: File name extensions of the supported formats, for file dialogs.
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 _FORMATS_HINT = "use a JPEG, PNG, WebP, BMP or TIFF photo"
 

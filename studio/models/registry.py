@@ -34,6 +34,7 @@ turns a mismatch into "corrupt or different file".
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import importlib
 import io
@@ -42,6 +43,7 @@ import os
 import pickle
 import pickletools
 import re
+import secrets
 import tempfile
 import warnings
 import zipfile
@@ -177,11 +179,24 @@ def jsonable(value: Any) -> Any:
 
 
 def stage_path(path: Path) -> Path:
-    """A new, empty temporary file beside ``path`` (same folder, so :func:`commit` is atomic)."""
+    """A new, empty temporary file ``.NAME.XXXXXXXX.tmp`` beside ``path`` (same folder, so :func:`commit` is
+    atomic).
+
+    It is created like any file opened for writing (mode 0o666 less the process umask, e.g. 0o644 under
+    umask 022), not owner-only as :func:`tempfile.mkstemp` would make it, so the committed file has the usual
+    mode. ``O_EXCL`` and a random name make it unique to this call.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(tempfile.TMP_MAX):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the kernel applies the umask, as for open()
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(errno.EEXIST, f"no free temporary name beside {path}")
 
 
 def commit(tmp: Path, path: Path) -> None:
@@ -200,12 +215,38 @@ def discard(tmp: Path | None) -> None:
             pass
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``), since setting it
+    briefly (``os.umask``) would affect files other threads create meanwhile."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """Permission bits of a file created now with ``open()``: 0o666 less the umask (0o644 under umask 022)."""
+    return 0o666 & ~_umask()
+
+
 @contextmanager
 def staged_file(path: Path) -> Iterator[Path]:
-    """Write to the yielded temporary path; it replaces ``path`` only if the block succeeds."""
+    """Write to the yielded temporary path; it replaces ``path`` only if the block succeeds.
+
+    The committed file gets the mode of a new file (:func:`new_file_mode`), even when the writer replaced the
+    temporary file with an owner-only one of its own (safetensors' ``save_file`` does).
+    """
     tmp = stage_path(path)
     try:
         yield tmp
+        if os.name == "posix":
+            os.chmod(tmp, new_file_mode())
         commit(tmp, path)
     finally:
         discard(tmp)

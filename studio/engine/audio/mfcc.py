@@ -1,14 +1,20 @@
-"""MFCC windows of the speech-to-latent model, one 0.2 s window centred on each video frame.
+"""MFCC windows of the speech-to-latent model, one 0.2 s window centred on each video frame's interval.
 
 Seed paper (Alghamdi et al., ACM MM 2022), section 4.1: "The input to the audio encoder E_A is an audio
 segment of length 0.2 seconds which corresponds to a window of five frames [at 25 fps] ... Each audio
 segment is a window of size 12 x 28, where the columns represent MFCC features for each time step."
 
-Our realisation of that description (the paper gives no further parameters):
+Timing convention (the project's, ``DESIGN.md``; the lite engine's :mod:`studio.engine.audio.visemes` uses
+the same): frame f shows the audio interval [f/fps, (f+1)/fps), so its features describe the middle of that
+interval, t_f = (f + 0.5) / fps (at 25 fps: 20 ms after the frame's start). Centring on f/fps instead would
+make the mouth lead the sound by half a frame.
+
+Our realisation of the paper's description (the paper gives no further parameters):
 
 * speech resampled to 16 kHz mono;
-* frame f (at 25 fps, time f / 25 s) gets the window [f/25 - 0.1, f/25 + 0.1) s, split into 28 steps of
-  0.2/28 s = 7.14 ms; step i is centred at f/25 - 0.1 + (i + 0.5) * 0.2/28 s;
+* frame f (at 25 fps, interval [f/25, (f+1)/25) s, centre t_f = (f + 0.5)/25 s) gets the window
+  [t_f - 0.1, t_f + 0.1) s, split into 28 steps of 0.2/28 s = 7.14 ms; step i is centred at
+  t_f - 0.1 + (i + 0.5) * 0.2/28 s (steps 13 and 14 straddle t_f at -+3.57 ms);
 * each step: a 25 ms (400-sample) Hann-windowed frame around its centre (zeros outside the clip), 512-point
   power spectrum, 40 mel bands over 0-8000 Hz (librosa's Slaney filterbank), natural log, DCT-II
   (orthonormal, scipy), coefficients 0..11 (c0 carries the loudness, which drives mouth opening);
@@ -64,7 +70,7 @@ def _mel_basis(cfg: MfccConfig) -> np.ndarray:
 
 def mfcc_windows(samples: np.ndarray, sample_rate: int, n_frames: int | None = None,
                  config: MfccConfig | None = None) -> np.ndarray:
-    """MFCC windows centred on each 25 fps video frame.
+    """MFCC windows centred on the middle of each 25 fps video frame's interval.
 
     Args:
         samples: (N,) float mono speech in [-1, 1] (any rate; resampled to the config's rate with soxr).
@@ -73,8 +79,9 @@ def mfcc_windows(samples: np.ndarray, sample_rate: int, n_frames: int | None = N
         config: feature parameters (default: the paper's 12 x 28 per 0.2 s).
 
     Returns:
-        (n_frames, n_mfcc, n_steps) float32 array (12 x 28 per frame by default); window f covers
-        [f/fps - window_s/2, f/fps + window_s/2) seconds.
+        (n_frames, n_mfcc, n_steps) float32 array (12 x 28 per frame by default); frame f shows
+        [f/fps, (f+1)/fps) and its window covers [(f + 0.5)/fps - window_s/2, (f + 0.5)/fps + window_s/2)
+        seconds (step i centred at (f + 0.5)/fps - window_s/2 + (i + 0.5) * window_s/n_steps).
 
     Raises:
         AudioError: empty audio, or a non-finite sample.
@@ -95,8 +102,10 @@ def mfcc_windows(samples: np.ndarray, sample_rate: int, n_frames: int | None = N
     if n_frames is None:
         n_frames = max(1, int(np.ceil(duration * cfg.fps - 1e-6)))
     step_s = cfg.window_s / cfg.n_steps
-    # centre of every step of every window, in samples
-    t = (np.arange(n_frames)[:, None] / cfg.fps - cfg.window_s / 2 + (np.arange(cfg.n_steps)[None] + 0.5) * step_s)
+    # centre of every step of every window, in seconds then samples; frame f's window is centred on the middle
+    # of its interval [f/fps, (f+1)/fps)
+    mid = (np.arange(n_frames)[:, None] + 0.5) / cfg.fps
+    t = mid - cfg.window_s / 2 + (np.arange(cfg.n_steps)[None] + 0.5) * step_s
     centres = np.rint(t * cfg.sample_rate).astype(np.int64)  # (F, S)
     half = cfg.frame_len // 2
     pad = half + 1
@@ -120,8 +129,13 @@ def resample_trajectory(values: np.ndarray, src_fps: float, dst_fps: float, n_ou
     """Linearly resample a per-frame trajectory from ``src_fps`` to ``dst_fps``.
 
     Args:
-        values: (T, ...) array sampled at src_fps (frame k at k / src_fps seconds).
-        n_out: number of output frames (frame j at j / dst_fps seconds; clamped at the ends).
+        values: (T, ...) array sampled at src_fps: value k describes frame k's interval
+            [k/src_fps, (k+1)/src_fps), i.e. the time (k + 0.5)/src_fps (the studio's one timing convention,
+            as :func:`mfcc_windows` and the lite engine's viseme track).
+        n_out: number of output frames at dst_fps (clamped at the ends).
+
+    Centres are mapped onto centres: output j, the interval around (j + 0.5)/dst_fps, reads source position
+    (j + 0.5) * src_fps / dst_fps - 0.5, so a trajectory keeps its timing at any output frame rate.
 
     Returns:
         (n_out, ...) array of the same dtype.
@@ -129,7 +143,7 @@ def resample_trajectory(values: np.ndarray, src_fps: float, dst_fps: float, n_ou
     values = np.asarray(values)
     if values.shape[0] == 0:
         raise ValueError("empty trajectory")
-    pos = np.arange(n_out) * (src_fps / dst_fps)
+    pos = (np.arange(n_out) + 0.5) * (src_fps / dst_fps) - 0.5
     pos = np.clip(pos, 0, values.shape[0] - 1)
     i0 = np.floor(pos).astype(np.int64)
     i1 = np.minimum(i0 + 1, values.shape[0] - 1)

@@ -10,7 +10,7 @@ Two ways to get phones out of 16 kHz mono int16 PCM:
   when the transcript is right; falls back to :func:`decode_phones` where alignment fails.
 
 Both work chunk by chunk (chunks cut in pauses by :func:`plan_chunks`, at most ~30 s each) so
-that memory stays bounded on long recordings and a :class:`~studio.core.progress.CancelToken`
+that memory stays bounded on long recordings and a :class:`~studio.core.events.CancelToken`
 is polled between chunks. Everything runs offline from the files inside the installed
 ``pocketsphinx`` package (``pocketsphinx.get_model_path()``); PocketSphinx's logging is silenced
 (``loglevel="FATAL"``).
@@ -36,7 +36,7 @@ from functools import lru_cache
 import numpy as np
 
 from studio.core.errors import ModelError
-from studio.core.progress import CancelToken
+from studio.core.events import CancelToken
 
 SAMPLE_RATE = 16000
 """Sample rate (Hz) of the PCM the decoders take."""

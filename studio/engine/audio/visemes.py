@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from studio.core.errors import AudioError, ConfigError
-from studio.core.progress import CancelToken
+from studio.core.events import CancelToken
 from studio.engine.audio import phonemes as _ph
 
 VISEMES: tuple[str, ...] = ("X", "A", "B", "C", "D", "E", "F", "G", "H")

@@ -33,11 +33,12 @@ import numpy as np
 from studio import __version__
 from studio.core.errors import ConfigError, InputError, ModelError
 from studio.core.fileio import atomic_write_bytes, atomic_write_text
-from studio.core.progress import CancelToken, Progress, ProgressMonitor
+from studio.core.events import CancelToken, Job, Notice, ProgressMonitor
 from studio.engine.eval.metrics import lip_gap, lmd, mouth_points, pearson, psnr, ssim
 from studio.engine.face.align import ffhq_alignment
 from studio.engine.face.detect import FaceLandmarks, FaceTracker
-from studio.engine.pipeline import Notice, Prepared, RenderSettings, prepare
+from studio.engine.pipeline import check_settings, prepare
+from studio.engine.settings import RenderSettings
 
 CROP = 256
 ENGINES = ("lite", "neural")
@@ -254,7 +255,7 @@ class _SyncStreams:
 def evaluate_video(path: Path, *, engine: str = "lite", identity_frame: int = 0, pose: str = "still",
                    blink: str = "off", max_seconds: float = 60.0, networks: Networks | None = None,
                    features_path: Path | None = None, cancel: CancelToken | None = None,
-                   monitor: ProgressMonitor | None = None) -> Iterator[Progress | Notice | VideoResult]:
+                   monitor: ProgressMonitor | None = None) -> Job[VideoResult]:
     """Evaluate one engine (and the static baseline) on one real talking video.
 
     Args:
@@ -291,14 +292,8 @@ def evaluate_video(path: Path, *, engine: str = "lite", identity_frame: int = 0,
             raise InputError(f"{path} has no frame {identity_frame}", "choose a smaller --identity-frame")
         photo = Path(tmp) / "identity.png"
         cv2.imwrite(str(photo), ident_rgb[:, :, ::-1])
-        settings = RenderSettings(engine=engine, fps=float(meta.fps), pose=pose, blink=blink)
-        session = None
-        for ev in prepare(photo, path, settings, cancel=cancel, monitor=monitor.sub(0.0, 0.1)):
-            if isinstance(ev, Prepared):
-                session = ev.session
-            else:
-                yield ev
-        assert session is not None
+        settings = RenderSettings(fps=float(meta.fps)).with_values(engine=engine, pose=pose, blink=blink)
+        session = yield from prepare(photo, path, settings, cancel=cancel, monitor=monitor.sub(0.0, 0.1))
         n = min(session.n_frames, int(meta.n_frames or session.n_frames), int(max_seconds * meta.fps))
         real_tracker, fake_tracker = FaceTracker(), FaceTracker()
         static = _Frame(session.identity.image, session.identity.face)
@@ -382,12 +377,13 @@ def evaluate_video(path: Path, *, engine: str = "lite", identity_frame: int = 0,
                      static=static_f[:1].astype(np.float32))
             atomic_write_bytes(features_path, buf.getvalue())
             fid_file = str(features_path)
-    yield VideoResult(video=str(path), frames=n, fps=float(meta.fps), identity_frame=identity_frame,
-                      metrics=metrics,
-                      series={f"lmd_{engine}": per[engine]["lmd"], "lmd_static": per["static"]["lmd"],
-                              "gap_real": gaps["real"], f"gap_{engine}": gaps[engine], "t_lmd": t_lmd, "t_gap": t_gap},
-                      settings={"engine": engine, "pose": pose, "blink": blink, "max_seconds": max_seconds},
-                      no_face=no_face, fid_features=fid_file)
+    return VideoResult(video=str(path), frames=n, fps=float(meta.fps), identity_frame=identity_frame,
+                       metrics=metrics,
+                       series={f"lmd_{engine}": per[engine]["lmd"], "lmd_static": per["static"]["lmd"],
+                               "gap_real": gaps["real"], f"gap_{engine}": gaps[engine], "t_lmd": t_lmd,
+                               "t_gap": t_gap},
+                       settings={"engine": engine, "pose": pose, "blink": blink, "max_seconds": max_seconds},
+                       no_face=no_face, fid_features=fid_file)
 
 
 def _av_sync(path: Path, real_gaps: list[float], fps: float, frames: list[int] | None = None,
@@ -586,7 +582,7 @@ def _mean(results: list[VideoResult], engine: str) -> dict[str, dict[str, float]
 
 def run_eval(videos: list[Path], report_dir: Path, *, engine: str = "lite", identity_frame: int = 0,
              pose: str = "still", blink: str = "off", max_seconds: float = 60.0, device: str | None = None,
-             cancel: CancelToken | None = None) -> Iterator[Progress | Notice | EvalReport]:
+             cancel: CancelToken | None = None) -> Job[EvalReport]:
     """Evaluate several videos, writing ``report_dir``/results/NAME-KEY.json per video (reused when its
     :func:`cache_key` matches: a killed run resumes), PNG plots, report.json (no NaN: null) and report.md.
 
@@ -604,7 +600,7 @@ def run_eval(videos: list[Path], report_dir: Path, *, engine: str = "lite", iden
     for v in videos:
         if not Path(v).is_file():
             raise InputError(f"video not found: {v}", "give existing video files")
-    RenderSettings(engine=engine, pose=pose, blink=blink).validate()  # names the neural engine's missing models
+    check_settings(RenderSettings().with_values(engine=engine, pose=pose, blink=blink))  # names the neural engine's missing models
     cancel = cancel or CancelToken()
     report_dir = Path(report_dir)
     (report_dir / "results").mkdir(parents=True, exist_ok=True)
@@ -629,17 +625,14 @@ def run_eval(videos: list[Path], report_dir: Path, *, engine: str = "lite", iden
         t0 = time.perf_counter()
         features = ((report_dir / "results" / f"{Path(video).stem}-{key[:16]}.fid.npz").resolve()
                     if networks.inception is not None else None)
-        for ev in evaluate_video(Path(video), engine=engine, identity_frame=identity_frame, pose=pose, blink=blink,
-                                 max_seconds=max_seconds, networks=networks, features_path=features,
-                                 cancel=cancel, monitor=sub):
-            if isinstance(ev, VideoResult):
-                ev.settings["seconds"] = round(time.perf_counter() - t0, 1)
-                ev.cache_key = key
-                results.append(ev)
-                _plot(ev, report_dir)
-                atomic_write_text(cache, json.dumps(_json_safe(asdict(ev)), allow_nan=False))
-            else:
-                yield ev
+        result = yield from evaluate_video(Path(video), engine=engine, identity_frame=identity_frame, pose=pose,
+                                           blink=blink, max_seconds=max_seconds, networks=networks,
+                                           features_path=features, cancel=cancel, monitor=sub)
+        result.settings["seconds"] = round(time.perf_counter() - t0, 1)
+        result.cache_key = key
+        results.append(result)
+        _plot(result, report_dir)
+        atomic_write_text(cache, json.dumps(_json_safe(asdict(result)), allow_nan=False))
     mean = _mean(results, engine)
     unavailable = dict(networks.unavailable)
     protocol = PROTOCOL.format(identity_frame=identity_frame, engine=engine, pose=pose, blink=blink)
@@ -650,4 +643,4 @@ def run_eval(videos: list[Path], report_dir: Path, *, engine: str = "lite", iden
                "unavailable": unavailable,
                "videos": [{k: v for k, v in asdict(r).items() if k != "series"} for r in results]}
     atomic_write_text(js, json.dumps(_json_safe(payload), indent=2, allow_nan=False))
-    yield EvalReport(results=results, mean=mean, unavailable=unavailable, markdown=md, json=js)
+    return EvalReport(results=results, mean=mean, unavailable=unavailable, markdown=md, json=js)

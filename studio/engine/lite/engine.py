@@ -9,81 +9,129 @@ output is the photo's own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Sequence
 
 import cv2
 import numpy as np
 
+from studio.core.events import CancelToken, Job, ProgressMonitor
+from studio.core.tracks import ControlTrack
+from studio.engine.base import frame_buffer
 from studio.engine.face.detect import FaceLandmarks
+from studio.engine.face.identity import Identity
 from studio.engine.lite.eyelid import LidPalette, composite_lid
 from studio.engine.lite.mouth import MouthPalette, shade_interior
 from studio.engine.lite.rig import BASES, HEAD_CONTROLS, REST_MOUTHS, FaceRig, Proportions
 from studio.engine.lite.warp import invert_field, upsample
 
 
-@dataclass
-class LiteIdentity:
-    """Everything the lite engine precomputes for one photo (built by :meth:`LiteEngine.prepare`)."""
+@dataclass(frozen=True)
+class LitePrepared:
+    """Everything the lite engine precomputes for one photo (:meth:`LiteEngine.prepare_photo`). Immutable:
+    any number of sessions and threads render from it at once, each into its own buffer."""
 
-    image: np.ndarray  # (H, W, 3) uint8 RGB, the photo (even size)
+    image: np.ndarray  # (H, W, 3) uint8 RGB, the photo (even size), read-only
     rig: FaceRig
     palette: MouthPalette
     mouth_window: tuple[int, int, int, int]  # (i0, i1, j0, j1) coarse rows/cols the lip opening can reach
     mouth_zone: tuple[int, int, int, int]  # coarse rows/cols where the lip layers differ from the head motion
     upper_edge: float  # v of the upper incisal edge below the lip line (skull frame), pixels
-    roi_xy: np.ndarray  # (h, w, 2) float32 pixel coordinates of the ROI (the identity map)
-    frame: np.ndarray  # (H, W, 3) uint8 output buffer, reused for every frame
-    _lids: tuple[LidPalette, ...] | None = None
+    roi_xy: np.ndarray  # (h, w, 2) float32 pixel coordinates of the ROI (the identity map), read-only
 
-    @property
+    @cached_property
     def lids(self) -> tuple[LidPalette, ...]:
         """Per eye (image-left, image-right): the closing lids' colours, sampled on the first blink (video
-        re-voicing prepares every frame and never blinks, so it never pays for them)."""
-        if self._lids is None:
-            self._lids = tuple(LidPalette.from_photo(self.image, eye, self.rig.lid_layout) for eye in self.rig.eyes)
-        return self._lids
+        re-voicing prepares every frame and never blinks, so it never pays for them). Computing it twice
+        from two threads gives the same value, so the cache needs no lock."""
+        return tuple(LidPalette.from_photo(self.image, eye, self.rig.lid_layout) for eye in self.rig.eyes)
 
 
 class LiteEngine:
-    """Landmark-warp talking-head renderer that runs on any CPU.
+    """Landmark-warp talking-head renderer that runs on any CPU (implements :class:`~studio.engine.base.Engine`).
 
     Args:
         proportions: articulation ranges (see :class:`~studio.engine.lite.rig.Proportions`).
-        rest_mouth: the rest state of the rigs :meth:`prepare` builds: ``"photo"`` (default) keeps the
-            photo's own lip gap at rest and opens from it; ``"closed"`` brings the lips together first
-            (see :class:`~studio.engine.lite.rig.FaceRig`).
+        rest_mouth: the rest state of the rigs it builds: ``"photo"`` (default) keeps the photo's own lip
+            gap at rest and opens from it; ``"closed"`` brings the lips together first (see
+            :class:`~studio.engine.lite.rig.FaceRig`).
+        head_rotation: False builds mouth-only rigs (no yaw/pitch lever; ~20x cheaper): re-voicing a
+            video prepares one per frame and the video itself turns the head.
     """
 
     name = "lite"
+    batch_size = 1
 
-    def __init__(self, *, proportions: Proportions = Proportions(), rest_mouth: str = "photo") -> None:
+    def __init__(self, *, proportions: Proportions = Proportions(), rest_mouth: str = "photo",
+                 head_rotation: bool = True) -> None:
         if rest_mouth not in REST_MOUTHS:
             raise ValueError(f"rest_mouth must be one of {REST_MOUTHS}, got {rest_mouth!r}")
         self.proportions = proportions
         self.rest_mouth = rest_mouth
+        self.head_rotation = head_rotation
 
-    def prepare(self, image: np.ndarray, face: FaceLandmarks, *, rig: FaceRig | None = None) -> LiteIdentity:
+    @classmethod
+    def check(cls, settings=None) -> None:
+        """Nothing to check: the lite engine has no options and no models."""
+
+    @classmethod
+    def load(cls, settings=None, *, monitor: ProgressMonitor | None = None,
+             cancel: CancelToken | None = None) -> Job["LiteEngine"]:
+        """The engine (it has no weights to load and no options: ``settings`` is ignored)."""
+        yield from ()
+        return cls()
+
+    # ------------------------------------------------------------------ the Engine interface
+    def prepare(self, identity: Identity, speech=None, controls: ControlTrack | None = None, *,
+                monitor: ProgressMonitor | None = None, cancel: CancelToken | None = None) -> Job[LitePrepared]:
+        """:meth:`prepare_photo` of the identity's image and face (the speech and controls are used per
+        frame only). Yields one Progress (stage "rig")."""
+        monitor = monitor or ProgressMonitor()
+        prepared = self.prepare_photo(identity.image, identity.face)
+        yield monitor.event("rig", 1, 1, "face rig ready")
+        return prepared
+
+    def render(self, prepared: LitePrepared, controls: ControlTrack, frames: Sequence[int], *,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """Frames ``frames`` of ``controls`` as (N, H, W, 3) uint8 RGB (into ``out`` when given)."""
+        h, w = prepared.image.shape[:2]
+        out = frame_buffer(out, len(frames), h, w)
+        for i, k in enumerate(frames):
+            self.render_values(prepared, controls.frame(int(k)), out=out[i])
+        return out
+
+    def latent_summary(self, prepared: LitePrepared, controls: ControlTrack) -> None:
+        """The lite engine has no latent codes: None."""
+        return None
+
+    # ------------------------------------------------------------------ per photo
+    def prepare_photo(self, image: np.ndarray, face: FaceLandmarks) -> LitePrepared:
         """Build the rig and colour palette for one photo.
 
         Args:
             image: (H, W, 3) uint8 RGB photo; H and W even (the video size).
             face: the subject's landmarks in that photo.
-            rig: a rig already built on ``face.points`` for this image size (e.g. a mouth-only rig for
-                re-voicing video frames); default: a full :class:`FaceRig`.
+
+        Raises:
+            ValueError: not an (H, W, 3) uint8 image.
         """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
         image = np.ascontiguousarray(image)
-        if rig is None:
-            rig = FaceRig(face.points, image.shape[:2], depth=face.depth, proportions=self.proportions,
-                          rest_mouth=self.rest_mouth)
+        if image.flags.writeable:
+            image = image.copy()
+            image.flags.writeable = False
+        rig = FaceRig(face.points, image.shape[:2], depth=face.depth, proportions=self.proportions,
+                      rest_mouth=self.rest_mouth, head_rotation=self.head_rotation)
         palette = MouthPalette.from_photo(image, face.points, rig.gap0, rig.M)
         window = self._mouth_window(rig)
         upper_edge = 0.4 * rig.gap0 / 2 if rig.shows_teeth else 0.05 * rig.M
         x0, y0, x1, y1 = rig.roi
         gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-        return LiteIdentity(image=image, rig=rig, palette=palette, mouth_window=window,
-                            mouth_zone=self._mouth_zone(rig, window),
-                            upper_edge=upper_edge, roi_xy=np.stack([gx, gy], axis=-1), frame=image.copy())
+        roi_xy = np.stack([gx, gy], axis=-1)
+        roi_xy.flags.writeable = False
+        return LitePrepared(image=image, rig=rig, palette=palette, mouth_window=window,
+                            mouth_zone=self._mouth_zone(rig, window), upper_edge=upper_edge, roi_xy=roi_xy)
 
     @staticmethod
     def _mouth_window(rig: FaceRig) -> tuple[int, int, int, int]:
@@ -120,16 +168,21 @@ class LiteEngine:
         return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
     # ------------------------------------------------------------------ per frame
-    def render(self, ident: LiteIdentity, controls: dict[str, float]) -> np.ndarray:
-        """Render one frame.
+    def render_values(self, ident: LitePrepared, controls: dict[str, float], *,
+                      out: np.ndarray | None = None) -> np.ndarray:
+        """Render one frame from one frame's control values.
 
         Args:
-            ident: from :meth:`prepare`.
-            controls: this frame's values (see :data:`~studio.engine.lite.rig.CONTROLS`).
+            ident: from :meth:`prepare_photo`.
+            controls: this frame's values (see :data:`~studio.engine.lite.rig.CONTROLS`; missing = 0).
+            out: an (H, W, 3) uint8 buffer the caller owns (None: a new one).
 
         Returns:
-            (H, W, 3) uint8 RGB frame. It is ``ident.frame``, overwritten by the next call: copy it to keep it.
+            (H, W, 3) uint8 RGB frame: ``out`` when given. Only the head region (``rig.roi``) is warped;
+            every other pixel is the photo's.
         """
+        h, w = ident.image.shape[:2]
+        out = frame_buffer(None if out is None else out[None], 1, h, w)[0]
         rig = ident.rig
         s = rig.stride
         x0, y0, x1, y1 = rig.roi
@@ -158,11 +211,17 @@ class LiteEngine:
         self._render_mouth(ident, c, roi, p_head, p_up, p_lo)
         if unblinked is not None:
             self._render_lids(ident, roi, unblinked, closure)
-        ident.frame[y0:y1, x0:x1] = roi
-        return ident.frame
+        if y0 > 0:
+            out[:y0] = ident.image[:y0]
+        if y1 < h:
+            out[y1:] = ident.image[y1:]
+        out[y0:y1, :x0] = ident.image[y0:y1, :x0]
+        out[y0:y1, x1:] = ident.image[y0:y1, x1:]
+        out[y0:y1, x0:x1] = roi
+        return out
 
     @staticmethod
-    def _render_lids(ident: LiteIdentity, roi: np.ndarray, unblinked: np.ndarray,
+    def _render_lids(ident: LitePrepared, roi: np.ndarray, unblinked: np.ndarray,
                      closure: tuple[float, float]) -> None:
         """Composite the synthesized upper lid over each closing eye, in the eye's bounding box only.
 
@@ -240,7 +299,7 @@ class LiteEngine:
         a_lo = rig.lip_gap(uv_lo[..., 0]) / 2 - (uv_lo[..., 1] - rig.lip_line(uv_lo[..., 0]))
         return a_up.astype(np.float32), a_lo.astype(np.float32)
 
-    def _render_mouth(self, ident: LiteIdentity, c: np.ndarray, roi: np.ndarray, p_head: np.ndarray,
+    def _render_mouth(self, ident: LitePrepared, c: np.ndarray, roi: np.ndarray, p_head: np.ndarray,
                       p_up: np.ndarray, p_lo: np.ndarray) -> None:
         """Redo the mouth window at full resolution: exact lip edges, then the interior in the opening.
 
@@ -292,7 +351,7 @@ class LiteEngine:
         y0, x0 = i0 * s + r0, j0 * s + q0
         roi[y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = np.clip(window + 0.5, 0, 255).astype(np.uint8)
 
-    def _interior(self, ident: LiteIdentity, skull: np.ndarray, jaw: np.ndarray, a_up: np.ndarray,
+    def _interior(self, ident: LitePrepared, skull: np.ndarray, jaw: np.ndarray, a_up: np.ndarray,
                   a_lo: np.ndarray) -> np.ndarray:
         """(h, w, 3) float32 interior colours, given each pixel's source position on the skull (upper
         teeth) and on the jaw (lower teeth, tongue), and its depth below/above the lips."""

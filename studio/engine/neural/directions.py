@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from studio.core.errors import ModelError
-from studio.core.progress import CancelToken, Progress, ProgressMonitor
+from studio.core.events import CancelToken, Job, ProgressMonitor
 
 #: A measurement function: (N, 3, S, S) float images in [-1, 1] -> {measure name: (N,) float array}
 #: (NaN where a face could not be measured).
@@ -214,7 +214,7 @@ def discover_directions(generator: torch.nn.Module, *, generator_sha256: str, sa
                         specs: Sequence[DirectionSpec] = SPECS, measure: Measure | None = None,
                         truncation: float = 0.7, seed: int = 0, batch: int = 4, ridge: float = 1.0,
                         cancel: CancelToken | None = None, monitor: ProgressMonitor | None = None
-                        ) -> Iterator[Progress | DirectionSet]:
+                        ) -> Job[DirectionSet]:
     """Find and calibrate the :data:`SPECS` directions of a generator.
 
     Args:
@@ -292,7 +292,7 @@ def discover_directions(generator: torch.nn.Module, *, generator_sha256: str, sa
         result.directions[spec.name] = Direction(
             name=spec.name, vector=direction, layers=(a, b),
             gain=float(gain_per_w * per_control), r2=_r2(wc, y), samples=int(ok.sum()))
-    yield result
+    return result
 
 
 # ---------------------------------------------------------------------------------------------- storage

@@ -20,20 +20,19 @@ feathered face mask, so everything outside the face stays the photo's own pixels
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 
 from studio.core.errors import ConfigError, ModelError
-from studio.core.progress import CancelToken, Progress, ProgressMonitor
+from studio.core.events import CancelToken, Job, Notice, ProgressMonitor
 from studio.core.tracks import ControlTrack
-from studio.engine.pipeline import Notice
+from studio.engine.base import frame_buffer
+from studio.engine.settings import MOUTH_MODES, EngineSettings
 
 AUDIO_MODEL = "speech-to-latent"
-MOUTH_MODES = ("auto", "audio-model", "directions")
 
 
 @dataclass(frozen=True)
@@ -59,6 +58,12 @@ class NeuralOptions:
     batch: int = 0
     device: str | None = None
     discover_samples: int = 96
+
+    @classmethod
+    def from_settings(cls, settings: EngineSettings) -> "NeuralOptions":
+        """The options of a render's :class:`~studio.engine.settings.EngineSettings`."""
+        return cls(encoder=settings.encoder, projection_steps=settings.projection_steps,
+                   person=None if settings.person is None else Path(settings.person), mouth=settings.mouth)
 
     def encoder_choice(self, installed=None):
         """What ``encoder`` resolves to now (:func:`studio.engine.neural.invert.resolve_encoder`; "auto"
@@ -120,7 +125,7 @@ class NeuralOptions:
             raise
 
 
-@dataclass
+@dataclass(frozen=True)
 class NeuralIdentity:
     """The prepared identity of one render.
 
@@ -139,13 +144,14 @@ class NeuralIdentity:
     speech: torch.Tensor | None
     mouth_source: str
     basis: torch.Tensor | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
 
 
 class NeuralEngine:
-    """The prepared generator, its directions and (optionally) the speech-to-latent model.
+    """The prepared generator, its directions and (optionally) the speech-to-latent model
+    (implements :class:`~studio.engine.base.Engine`).
 
-    Build it with :meth:`load`; then :meth:`prepare_identity` per photo and :meth:`render_at` per frame.
+    Build it with :meth:`load`; then :meth:`prepare` per identity and speech, :meth:`render` for frames.
     """
 
     name = "neural"
@@ -161,17 +167,23 @@ class NeuralEngine:
         self.audio_extras = audio_extras or {}
         self.person_pivot = person_pivot
         self.device = device or next(generator.parameters()).device
-        self.batch = options.batch or (8 if self.device.type == "cuda" else 1)
+        self.batch_size = options.batch or (8 if self.device.type == "cuda" else 1)
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, options: NeuralOptions, *, cancel: CancelToken | None = None,
-             monitor: ProgressMonitor | None = None) -> Iterator[Progress | Notice | "NeuralEngine"]:
-        """Load G (and the person's PTI delta), the directions (discovering them the first time) and the
-        speech-to-latent model when installed.
+    def check(cls, settings: EngineSettings) -> None:
+        """Raise ConfigError / InputError for bad options and ModelError naming every missing model file
+        (before any work; see :meth:`NeuralOptions.validate`)."""
+        NeuralOptions.from_settings(settings).validate()
 
-        Yields:
-            Progress, Notices, then the engine.
+    @classmethod
+    def load(cls, options: NeuralOptions | EngineSettings, *, cancel: CancelToken | None = None,
+             monitor: ProgressMonitor | None = None) -> Job["NeuralEngine"]:
+        """Load G (and the person's PTI delta), the directions (discovering them the first time) and the
+        speech-to-latent model when installed. ``options``: the engine's options, or a render's
+        :class:`~studio.engine.settings.EngineSettings`.
+
+        Yields Progress (stage "load") and Notices; returns the engine.
 
         Raises:
             ModelError: missing/corrupt models, a person file or audio model made for another generator
@@ -183,6 +195,8 @@ class NeuralEngine:
 
         cancel = cancel or CancelToken()
         monitor = monitor or ProgressMonitor()
+        if isinstance(options, EngineSettings):
+            options = NeuralOptions.from_settings(options)
         options.validate()
         if options.person is None and (note := options.encoder_choice().notice()) is not None:
             yield note  # which encoder "auto" picked (before a long projection starts)
@@ -220,37 +234,33 @@ class NeuralEngine:
             yield Notice(f"discovering edit directions for this generator (one time, {options.discover_samples} "
                          "sample faces; stored in the model store)", level="note")
             base = store.load(GENERATOR, device=dev).module if options.person is not None else g
-            for ev in discover_directions(base, generator_sha256=sha, samples=options.discover_samples,
-                                          batch=8 if dev.type == "cuda" else 2, cancel=cancel,
-                                          monitor=monitor.sub(0.1, 0.9)):
-                if isinstance(ev, Progress):
-                    yield ev
-                else:
-                    directions = ev
+            directions = yield from discover_directions(
+                base, generator_sha256=sha, samples=options.discover_samples, batch=8 if dev.type == "cuda" else 2,
+                cancel=cancel, monitor=monitor.sub(0.4, 0.95))
             save_directions(directions)
         yield monitor.event("load", 3, 3, "neural engine ready")
-        yield cls(g, sha, directions, options=options, audio_model=audio_model, audio_extras=extras,
+        return cls(g, sha, directions, options=options, audio_model=audio_model, audio_extras=extras,
                   person_pivot=pivot, device=dev)
 
     # ------------------------------------------------------------------------------------------ identity
-    def prepare_identity(self, identity, clip, *, fps: float, n_frames: int, cancel: CancelToken | None = None,
-                         monitor: ProgressMonitor | None = None) -> Iterator[Progress | NeuralIdentity]:
+    def prepare(self, identity, clip, controls: ControlTrack, *, cancel: CancelToken | None = None,
+                monitor: ProgressMonitor | None = None) -> Job[NeuralIdentity]:
         """Invert the identity photo to w_I and run the speech-to-latent model on the speech.
 
         Args:
-            identity: :class:`studio.engine.pipeline.Identity`. clip: the speech (AudioClip).
-            fps: output frame rate; n_frames: output frames.
+            identity: :class:`studio.engine.face.identity.Identity`. clip: the speech (AudioClip).
+            controls: the control track (its fps and n_frames time the speech coefficients).
 
-        Yields:
-            Progress, then the :class:`NeuralIdentity`.
+        Yields Progress (stage "invert") and Notices (what inverted the face, what drives the mouth);
+        returns the :class:`NeuralIdentity`.
         """
         from studio.engine.face.align import ffhq_alignment
         from studio.engine.face.paste import face_mask
-        from studio.engine.neural.invert import ENCODER_SIZE, ENCODERS, PROJECTION_ONLY_STEPS, to_tensor
-        from studio.models import store
+        from studio.engine.neural.invert import NeuralModels, invert_aligned
 
         cancel = cancel or CancelToken()
         monitor = monitor or ProgressMonitor()
+        fps, n_frames = controls.fps, controls.n_frames
         g = self.generator
         align = ffhq_alignment(identity.face.points, size=g.size)
         mask = face_mask(align, identity.face.points)
@@ -260,30 +270,12 @@ class NeuralEngine:
             notes.append("identity code: the PTI person's pivot")
         else:
             choice = self.options.encoder_choice()  # "auto" was announced by load()
-            w = None
-            if choice.encoder is not None:
-                yield monitor.event("invert", 0, 1, f"encoding the face with {choice.encoder}")
-                enc = store.load(ENCODERS[choice.encoder], device=self.device)
-                small = to_tensor(align.resized(ENCODER_SIZE).crop(identity.image), self.device)
-                avg = enc.extras.get("latent_avg")
-                with torch.no_grad():
-                    w = enc.module.encode(small, latent_avg=None if avg is None else avg.to(self.device))
-            else:
-                yield monitor.event("invert", 0, 1, "inverting the face by projection (no image encoder)")
-            if self.options.projection_steps > 0 or w is None:
-                from studio.engine.neural.perceptual import build_lpips
-                from studio.engine.neural.project import ProjectionConfig, ProjectionResult, project
-
-                target = to_tensor(align.crop(identity.image), self.device)
-                # as `invert`: an encoder's W+ is refined in W+; without one, PTI's W projection from the mean
-                steps = self.options.projection_steps or PROJECTION_ONLY_STEPS
-                config = ProjectionConfig(steps=steps, space="w+" if w is not None else "w")
-                for ev in project(g, target, build_lpips("alex", device=self.device), config=config, init=w,
-                                  cancel=cancel, monitor=monitor.sub(0.0, 0.8)):
-                    if isinstance(ev, ProjectionResult):
-                        w = ev.w_plus
-                    else:
-                        yield ev
+            models = NeuralModels.load(choice.encoder, device=self.device, generator=g,
+                                       generator_sha256=self.generator_sha256)
+            # as `invert`: an encoder's W+ is refined in W+; without one, PTI's W projection from w_avg
+            inv = yield from invert_aligned(models, identity.image, align, steps=self.options.projection_steps,
+                                            cancel=cancel, monitor=monitor.sub(0.0, 0.8))
+            w = inv.w_plus
             w_id = w.detach().reshape(g.n_latent, g.style_dim).float()
         speech = basis = None
         source = "discovered mouth directions driven by the viseme track"
@@ -292,8 +284,11 @@ class NeuralEngine:
             basis = self.audio_model.decoder.basis
             source = "the trained speech-to-latent model (E_A + D)"
         yield monitor.event("invert", 1, 1, "identity ready")
-        yield NeuralIdentity(image=identity.image, alignment=align, mask=mask, w_identity=w_id, speech=speech,
-                             mouth_source=source, basis=basis, notes=notes)
+        for note in notes:
+            yield Notice(f"neural engine: {note}", level="note")
+        yield Notice(f"neural engine: the mouth follows {source}", level="note")
+        return NeuralIdentity(image=identity.image, alignment=align, mask=mask, w_identity=w_id, speech=speech,
+                              mouth_source=source, basis=basis, notes=tuple(notes))
 
     @torch.no_grad()
     def speech_coefficients(self, w_identity: torch.Tensor, clip, *, fps: float, n_frames: int) -> torch.Tensor:
@@ -381,24 +376,28 @@ class NeuralEngine:
             h = np.pad(h, ((0, 0), (0, n_coefficients - h.shape[1])))
         return h, (np.concatenate(norms).astype(np.float32) if norms else np.zeros((0, self.generator.n_latent)))
 
+    def latent_summary(self, prepared: NeuralIdentity, controls: ControlTrack) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`trajectory_summary` with its defaults (the Engine interface's name for it)."""
+        return self.trajectory_summary(prepared, controls)
+
     @torch.no_grad()
-    def render_batch(self, ident: NeuralIdentity, controls: ControlTrack, frames: np.ndarray) -> list[np.ndarray]:
-        """Render frames (indices into the control track) as (H, W, 3) uint8 RGB photos with the face pasted."""
+    def render(self, prepared: NeuralIdentity, controls: ControlTrack, frames, *,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """Frames ``frames`` (indices into ``controls``) as (N, H, W, 3) uint8 RGB photos with the generated
+        face pasted back (into ``out`` when given); G runs on at most :attr:`batch_size` frames at a time."""
         from studio.engine.face.paste import paste_back
 
-        w = self.latents(ident, controls, frames)
-        imgs = self.generator(w, input_space="w+", noise_mode="const")
-        crops = ((imgs.float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        return [paste_back(ident.image, c, ident.alignment, ident.mask) for c in crops]
-
-    def render_at(self, ident: NeuralIdentity, controls: ControlTrack, k: int, cache: dict) -> np.ndarray:
-        """Frame k; renders ``batch`` frames ahead into ``cache`` (one cache per session and control track)."""
-        if k not in cache:
-            cache.clear()
-            stop = min(controls.n_frames, k + self.batch)
-            for j, frame in zip(range(k, stop), self.render_batch(ident, controls, np.arange(k, stop))):
-                cache[j] = frame
-        return cache.pop(k)
+        frames = np.asarray(frames, dtype=np.int64)
+        h, w_px = prepared.image.shape[:2]
+        out = frame_buffer(out, len(frames), h, w_px)
+        for a in range(0, len(frames), self.batch_size):
+            chunk = frames[a:a + self.batch_size]
+            w = self.latents(prepared, controls, chunk)
+            imgs = self.generator(w, input_space="w+", noise_mode="const")
+            crops = ((imgs.float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            for i, crop in enumerate(crops):
+                out[a + i] = paste_back(prepared.image, crop, prepared.alignment, prepared.mask)
+        return out
 
 
 __all__ = ["AUDIO_MODEL", "MOUTH_MODES", "NeuralEngine", "NeuralIdentity", "NeuralOptions"]

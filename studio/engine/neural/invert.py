@@ -6,7 +6,7 @@ projection target, and the generated crop is pasted back into the full-resolutio
 
 The encoder choice ``"auto"`` (the default of ``talkstudio invert``, ``tune`` and ``render --engine neural``)
 uses e4e when it is installed, else pSp, else optimisation-based projection alone (PTI's projector, in W),
-and says which in a :class:`~studio.engine.pipeline.Notice` (:func:`resolve_encoder`).
+and says which in a :class:`~studio.core.events.Notice` (:func:`resolve_encoder`).
 
 A code can be saved with :func:`save_latent` (``invert --latent``: ``w_plus`` and, when projection produced
 them, the noise maps ``noise.0`` ... ``noise.{N-1}``) and rendered again with :func:`load_latent` +
@@ -18,28 +18,25 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 
 from studio.core.errors import ConfigError
-from studio.core.progress import CancelToken, Progress, ProgressMonitor
+from studio.core.events import CancelToken, Job, Notice, ProgressMonitor
 from studio.engine.eval.metrics import psnr
 from studio.engine.face.align import Alignment, ffhq_alignment
 from studio.engine.face.paste import face_mask, paste_back
 from studio.engine.neural.perceptual import build_lpips
 from studio.engine.neural.project import ProjectionConfig, ProjectionResult, project
-from studio.engine.pipeline import Notice, load_identity
+from studio.engine.face.identity import load_identity
+from studio.engine.settings import ENCODER_CHOICES
 from studio.models import store
 
 GENERATOR = "stylegan2-ffhq-config-f"
 ENCODERS = {"e4e": "e4e-ffhq-encode", "psp": "psp-ffhq-encode"}
 ENCODER_SIZE = 256
 LPIPS_BACKBONE = "lpips-alexnet"
-#: values of the ``encoder`` options: "auto" = e4e if installed, else pSp, else projection alone; "none" =
-#: projection alone
-ENCODER_CHOICES = ("auto", "e4e", "psp", "none")
 #: projection steps (in W, from the mean latent) when projection alone inverts the face: PTI's projector
 PROJECTION_ONLY_STEPS = 450
 
@@ -145,6 +142,116 @@ def to_image(x: torch.Tensor) -> np.ndarray:
     return ((x[0].detach().float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
+class NeuralModels:
+    """The networks an inversion uses, loaded once and shared by every step that needs them (inversion,
+    PTI, the neural engine): G, the image encoder E_I (optional) and the LPIPS network (built on first use).
+
+    Args:
+        generator: G (rosinality layout). generator_sha256: its checkpoint's sha256 (what codes belong to).
+        encoder: "e4e", "psp" or None (projection alone); encoder_module / latent_avg: E_I and its w_avg.
+        device: where they run.
+    """
+
+    def __init__(self, generator: torch.nn.Module, generator_sha256: str, *, encoder: str | None = None,
+                 encoder_module: torch.nn.Module | None = None, latent_avg: torch.Tensor | None = None,
+                 device: torch.device) -> None:
+        self.generator = generator
+        self.generator_sha256 = generator_sha256
+        self.encoder = encoder
+        self.encoder_module = encoder_module
+        self.latent_avg = latent_avg
+        self.device = device
+        self._lpips: torch.nn.Module | None = None
+
+    @classmethod
+    def load(cls, encoder: str | None, *, device: torch.device, generator=None,
+             generator_sha256: str | None = None) -> "NeuralModels":
+        """Load G (unless given) and E_I ("e4e", "psp"; None: none) from the model store.
+
+        Raises:
+            ModelError: a checkpoint is missing or corrupt (named).
+        """
+        if generator is None:
+            loaded = store.load(GENERATOR, device=device)
+            generator, generator_sha256 = loaded.module, loaded.source_sha256
+        enc = avg = None
+        if encoder is not None:
+            e = store.load(ENCODERS[encoder], device=device)
+            enc = e.module
+            avg = e.extras.get("latent_avg")
+            avg = None if avg is None else avg.to(device)
+        return cls(generator, str(generator_sha256 or ""), encoder=encoder, encoder_module=enc, latent_avg=avg,
+                   device=device)
+
+    @property
+    def lpips(self) -> torch.nn.Module:
+        """LPIPS (AlexNet, PTI's choice), built on first use. Raises ModelError when its backbone is missing."""
+        if self._lpips is None:
+            self._lpips = build_lpips("alex", device=self.device)
+        return self._lpips
+
+
+@dataclass(frozen=True)
+class AlignedInversion:
+    """The result of :func:`invert_aligned`.
+
+    Attributes:
+        w_plus: (1, n_latent, style_dim) float32 code. noises: per-layer noise maps of the projection (empty
+            when E_I alone produced the code). method: what produced it ("e4e", "e4e + 100 projection steps
+            (w+)", "projection (w)").
+    """
+
+    w_plus: torch.Tensor
+    noises: list[torch.Tensor]
+    method: str
+
+
+def invert_aligned(models: NeuralModels, image: np.ndarray, alignment: Alignment, *, steps: int,
+                   cancel: CancelToken | None = None, monitor: ProgressMonitor | None = None
+                   ) -> Job[AlignedInversion]:
+    """The one inversion of a face: E_I on the 256² FFHQ crop, then projection refining its code.
+
+    Seed paper section 3.2.1 (w_I from a pSp/e4e encoder); projection as PTI (danielroich/PTI
+    ``projectors/w_projector.py``): LPIPS + noise regularisation, in W+ from E_I's code, or in W from
+    w_avg when there is no encoder.
+
+    Args:
+        models: G, E_I (``models.encoder`` None: projection alone) and LPIPS.
+        image: (H, W, 3) uint8 RGB photo or video frame. alignment: its FFHQ alignment at G's size.
+        steps: projection steps after E_I (0 = E_I alone); without E_I, the projection's steps
+            (0 = :data:`PROJECTION_ONLY_STEPS`).
+
+    Yields Progress (stage "invert", then the projection's "project"); returns :class:`AlignedInversion`.
+
+    Raises:
+        ModelError: LPIPS is needed and missing. Cancelled.
+    """
+    cancel = cancel or CancelToken()
+    monitor = monitor or ProgressMonitor()
+    dev = models.device
+    w = None
+    method = "projection (w)"
+    if models.encoder_module is not None:
+        yield monitor.event("invert", 0, 1, f"encoding the face with {models.encoder}")
+        small = to_tensor(alignment.resized(ENCODER_SIZE).crop(image), dev)
+        with torch.no_grad():
+            w = models.encoder_module.encode(small, latent_avg=models.latent_avg)
+        method = str(models.encoder)
+    else:
+        yield monitor.event("invert", 0, 1, "inverting the face by projection (no image encoder)")
+    noises: list[torch.Tensor] = []
+    if steps > 0 or w is None:
+        space = "w+" if w is not None else "w"
+        config = ProjectionConfig(steps=steps if steps > 0 else PROJECTION_ONLY_STEPS, space=space)
+        target = to_tensor(alignment.crop(image), dev)
+        result: ProjectionResult = yield from project(models.generator, target, models.lpips, config=config,
+                                                      init=w, cancel=cancel, monitor=monitor.sub(0.0, 0.95))
+        w, noises = result.w_plus, result.noises
+        method = f"{method} + {config.steps} projection steps ({space})" if space == "w+" else f"projection ({space})"
+    yield monitor.event("invert", 1, 1, "face inverted")
+    return AlignedInversion(w_plus=w.detach().float(), noises=noises, method=method)
+
+
 def required_models(encoder: str | None, steps: int) -> tuple[str, ...]:
     """Store names an inversion with this encoder ("auto", "e4e", "psp", "none" or None) and projection
     steps needs: the generator, the LPIPS backbone (the projection's loss and the reported quality) and the
@@ -157,8 +264,8 @@ def required_models(encoder: str | None, steps: int) -> tuple[str, ...]:
 
 
 def invert_photo(image: Path, *, encoder: str | None = "auto", steps: int = 100, face_index: int = 0,
-                 device: str | torch.device | None = None, cancel: CancelToken | None = None,
-                 monitor: ProgressMonitor | None = None) -> Iterator[Progress | Notice | Inversion]:
+                 device: str | torch.device | None = None, models: NeuralModels | None = None,
+                 cancel: CancelToken | None = None, monitor: ProgressMonitor | None = None) -> Job[Inversion]:
     """Invert the face of a photo.
 
     Args:
@@ -167,6 +274,8 @@ def invert_photo(image: Path, *, encoder: str | None = "auto", steps: int = 100,
             :data:`PROJECTION_ONLY_STEPS` steps when ``steps`` is 0). steps: projection steps refining the
             encoder's W+ (0 = encoder only), or the projection's steps without an encoder.
         face_index: which face (0 = largest). device: default CUDA when present, else CPU.
+        models: networks already loaded with this encoder (PTI passes its own, so nothing loads twice);
+            default: loaded here.
 
     Yields:
         Progress, a Notice for "auto", then the :class:`Inversion`.
@@ -185,33 +294,19 @@ def invert_photo(image: Path, *, encoder: str | None = "auto", steps: int = 100,
         yield choice.notice()
     load = monitor.sub(0.0, 0.1)
     yield load.event("load", 0, 2, "loading the generator")
-    gen = store.load(GENERATOR, device=dev)
-    g = gen.module
+    if models is None or models.encoder != encoder:
+        models = NeuralModels.load(encoder, device=dev, generator=None if models is None else models.generator,
+                                   generator_sha256=None if models is None else models.generator_sha256)
+    g = models.generator
     identity = load_identity(image, face_index=face_index)
     align = ffhq_alignment(identity.face.points, size=g.size)
     target = align.crop(identity.image)
-    target_t = to_tensor(target, dev)
-    init, method = None, "projection (W)"
-    if encoder is not None:
-        yield load.event("load", 1, 2, f"encoding with {encoder}")
-        enc = store.load(ENCODERS[encoder], device=dev)
-        small = to_tensor(align.resized(ENCODER_SIZE).crop(identity.image), dev)
-        latent_avg = enc.extras.get("latent_avg")
-        with torch.no_grad():
-            init = enc.module.encode(small, latent_avg=None if latent_avg is None else latent_avg.to(dev))
-        method = encoder
-    noises: list[torch.Tensor] = []
-    lpips_model = build_lpips("alex", device=dev)
-    if steps > 0 or encoder is None:
-        space = "w+" if init is not None else "w"
-        config = ProjectionConfig(steps=steps if steps > 0 else PROJECTION_ONLY_STEPS, space=space)
-        for ev in project(g, target_t, lpips_model, config=config, init=init, cancel=cancel,
-                          monitor=monitor.sub(0.1, 0.95)):
-            if isinstance(ev, ProjectionResult):
-                init, noises = ev.w_plus, ev.noises
-            else:
-                yield ev
-        method = f"{method} + {config.steps} projection steps ({space})" if encoder else f"projection ({space})"
+    target_t = to_tensor(target, models.device)
+    yield load.event("load", 2, 2, "models ready")
+    inv = yield from invert_aligned(models, identity.image, align, steps=steps, cancel=cancel,
+                                    monitor=monitor.sub(0.1, 0.95))
+    init, noises, method = inv.w_plus, inv.noises, inv.method
+    lpips_model = models.lpips
     with torch.no_grad():
         recon = g(init, input_space="w+", noise=noises or None, precision="fp32")
         crop = to_image(recon)
@@ -221,9 +316,9 @@ def invert_photo(image: Path, *, encoder: str | None = "auto", steps: int = 100,
     mask = face_mask(align, identity.face.points)
     composite = paste_back(identity.image, crop, align, mask)
     yield monitor.event("done", 1, 1, "inverted")
-    yield Inversion(w_plus=init.detach().cpu(), noises=[n.cpu() for n in noises], crop=crop, target=target,
-                    composite=composite, alignment=align, lpips=dist, psnr=psnr(crop, target), method=method,
-                    generator_sha256=gen.source_sha256)
+    return Inversion(w_plus=init.detach().cpu(), noises=[n.cpu() for n in noises], crop=crop, target=target,
+                     composite=composite, alignment=align, lpips=dist, psnr=psnr(crop, target), method=method,
+                     generator_sha256=models.generator_sha256)
 
 
 # ------------------------------------------------------------------------------------------ latent files

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 
 from studio.core.errors import ConfigError
-from studio.core.progress import CancelToken, Progress, ProgressMonitor
+from studio.core.events import CancelToken, Job, ProgressMonitor
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def _resize_for_lpips(x: torch.Tensor, size: int) -> torch.Tensor:
 def project(generator: torch.nn.Module, target: torch.Tensor, lpips_model: torch.nn.Module, *,
             config: ProjectionConfig = ProjectionConfig(), init: torch.Tensor | None = None,
             latent_avg: torch.Tensor | None = None, cancel: CancelToken | None = None,
-            monitor: ProgressMonitor | None = None, seed: int = 0) -> Iterator[Progress | ProjectionResult]:
+            monitor: ProgressMonitor | None = None, seed: int = 0) -> Job[ProjectionResult]:
     """Invert ``target`` into the generator's latent space.
 
     Args:
@@ -160,4 +159,4 @@ def project(generator: torch.nn.Module, target: torch.Tensor, lpips_model: torch
     final = w.detach()
     result.w_plus = (final[:, None, :].repeat(1, n_latent, 1) if config.space == "w" else final).float()
     result.noises = [n.detach().clone() for n in noises]
-    yield result
+    return result

@@ -27,17 +27,18 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from studio.core.errors import ConfigError, FaceError, ModelError, OutputError
-from studio.core.fileio import atomic_write_bytes
-from studio.core.progress import CancelToken, Progress, ProgressMonitor
+from studio.media.kinds import check_output_path
+from studio.core.events import CancelToken, Job, ProgressMonitor
 
 SCHEMA_VERSION = 1
 KIND = "pti-person"
@@ -58,10 +59,14 @@ class TuneConfig:
         lr: Adam learning rate on the synthesis weights.
         lpips_threshold: stop when the mean LPIPS over the pivots is at or below this.
         l2_weight / lpips_weight: weights of the reconstruction losses.
-        locality_weight: weight of PTI's locality regulariser (0 = off): codes interpolated from the pivot
-            towards a random mapped latent by ``locality_alpha`` (in W distance) must render the same with
-            the tuned and the original generator (L2 + LPIPS).
+        locality_weight: weight of PTI's locality regulariser as a whole (0 = off; 1 = PTI's
+            ``use_locality_regularization``): a code moved from the pivot towards a random mapped latent by
+            ``locality_alpha`` (L2 distance over the whole (n_latent, C) W+ code) must render the same with the
+            tuned and the original generator.
+        locality_l2_weight / locality_lpips_weight: weights of the regulariser's L2 (MSE) and LPIPS terms,
+            PTI's ``regulizer_l2_lambda`` / ``regulizer_lpips_lambda`` (0.1 each, ``configs/hyperparameters.py``).
         locality_alpha: PTI's ``regulizer_alpha`` (30). locality_truncation: psi of the random latents (0.5).
+            One random latent per step (PTI's ``latent_ball_num_of_samples = 1``).
         frames: frames sampled from a video (one pivot each). projection_steps: projection steps per pivot.
     """
 
@@ -71,6 +76,8 @@ class TuneConfig:
     l2_weight: float = 1.0
     lpips_weight: float = 1.0
     locality_weight: float = 0.0
+    locality_l2_weight: float = 0.1
+    locality_lpips_weight: float = 0.1
     locality_alpha: float = 30.0
     locality_truncation: float = 0.5
     frames: int = 16
@@ -81,8 +88,9 @@ class TuneConfig:
             raise ConfigError(f"invalid tuning steps/lr {self.steps}/{self.lr}", "use steps >= 1 and lr > 0")
         if self.frames < 1:
             raise ConfigError(f"invalid number of video frames {self.frames}", "use frames >= 1")
-        if self.projection_steps < 0 or self.locality_weight < 0:
-            raise ConfigError("projection steps and locality weight must be >= 0", "check the tuning options")
+        if (self.projection_steps < 0 or self.locality_weight < 0 or self.locality_l2_weight < 0
+                or self.locality_lpips_weight < 0):
+            raise ConfigError("projection steps and locality weights must be >= 0", "check the tuning options")
 
 
 @dataclass
@@ -140,16 +148,27 @@ def _trainable(g: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 
 def _morphed(pivot: torch.Tensor, w_random: torch.Tensor, alpha: float) -> torch.Tensor:
-    """PTI's ``get_morphed_w_code``: move ``alpha`` (W distance) from the pivot towards a random code."""
+    """PTI's ``Space_Regulizer.get_morphed_w_code`` (danielroich/PTI, ``criteria/localitly_regulizer.py``).
+
+    ``result = pivot + alpha * (w_random - pivot) / ||w_random - pivot||_2`` with ONE L2 norm over the whole
+    code (upstream's ``torch.norm(interpolation_direction, p=2)``), not one per W+ layer: the result lies
+    exactly ``alpha`` from the pivot in the L2 norm of the flattened (1, n_latent, C) code.
+
+    Args:
+        pivot: (1, n_latent, C) W+ pivot. w_random: (1, n_latent, C) code to move towards. alpha: distance.
+
+    Returns:
+        (1, n_latent, C) morphed code.
+    """
     direction = w_random - pivot
-    norm = direction.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    norm = torch.norm(direction, p=2).clamp_min(1e-8)
     return pivot + alpha * direction / norm
 
 
 def tune(generator: torch.nn.Module, targets: Sequence[torch.Tensor], pivots: Sequence[torch.Tensor],
          lpips_model: torch.nn.Module, *, config: TuneConfig = TuneConfig(), base_sha256: str = "",
          cancel: CancelToken | None = None, monitor: ProgressMonitor | None = None,
-         seed: int = 0) -> Iterator[Progress | TuneResult]:
+         seed: int = 0) -> Job[TuneResult]:
     """Pivotal tuning of a copy of ``generator``.
 
     Args:
@@ -212,7 +231,8 @@ def tune(generator: torch.nn.Module, targets: Sequence[torch.Tensor], pivots: Se
                     w_loc = _morphed(pivots[i], w_rand[:, None, :].expand(-1, n_latent, -1), config.locality_alpha)
                     ref = _render(original, w_loc).float()
                 new = _render(tuned, w_loc).float()
-                loc = F.mse_loss(new, ref) + lpips_model(_small(new), _small(ref)).mean()
+                loc = (config.locality_l2_weight * F.mse_loss(new, ref)
+                       + config.locality_lpips_weight * lpips_model(_small(new), _small(ref)).mean())
                 loss = loss + config.locality_weight * loc
         optimiser.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -231,8 +251,8 @@ def tune(generator: torch.nn.Module, targets: Sequence[torch.Tensor], pivots: Se
     tuned.eval().requires_grad_(False)
     final_lpips, final_l2 = evaluate(tuned, targets, pivots, lpips_model)
     yield monitor.event("tune", config.steps, config.steps, f"tuned in {steps_run} steps: LPIPS {final_lpips:.3f}")
-    yield TuneResult(generator=tuned, steps=steps_run, initial_lpips=initial_lpips, initial_l2=initial_l2,
-                     final_lpips=final_lpips, final_l2=final_l2, stopped_early=stopped, history=history)
+    return TuneResult(generator=tuned, steps=steps_run, initial_lpips=initial_lpips, initial_l2=initial_l2,
+                      final_lpips=final_lpips, final_l2=final_l2, stopped_early=stopped, history=history)
 
 
 # ---------------------------------------------------------------------------------------------- delta files
@@ -278,12 +298,19 @@ def preview_path(path: str | Path) -> Path:
 def save_person(path: str | Path, delta: Mapping[str, torch.Tensor], *, pivots: Sequence[torch.Tensor],
                 base_sha256: str, steps: int, final_lpips: float, final_l2: float,
                 preview_png_bytes: bytes | None = None, extra_metadata: Mapping[str, str] | None = None) -> Path:
-    """Write a person file (and its preview PNG) atomically; see the module docstring for the format.
+    """Write a person file and its preview PNG; see the module docstring for the format.
+
+    The person file appears first, then the preview, and both appear whole or not at all: the preview's bytes
+    are staged (written and fsynced under a temporary name) before the person file is written atomically,
+    and the staged preview is renamed into place only after that. A failure at any step (full disk, Ctrl-C)
+    leaves neither a new preview nor a partial person file; an earlier person and preview at the same path are
+    kept unless the person file itself was replaced (then a failure to place the preview removes the new
+    person file too, so no person is left without its preview).
 
     Raises:
-        OutputError: the folder is missing or not writable. ConfigError: no pivots.
+        OutputError: the folder is missing or not writable, or the disk is full. ConfigError: no pivots.
     """
-    from studio.models.registry import save_safetensors
+    from studio.models import registry
 
     path = Path(path)
     if not path.parent.is_dir():
@@ -298,14 +325,33 @@ def save_person(path: str | Path, delta: Mapping[str, torch.Tensor], *, pivots: 
                  "base_sha256": base_sha256, "steps": str(int(steps)), "lpips": repr(float(final_lpips)),
                  "l2": repr(float(final_l2)), "delta_encoding": "values", "n_pivots": str(len(pivots))})
     preview = preview_path(path)
-    if preview_png_bytes is not None:
-        atomic_write_bytes(preview, preview_png_bytes)
+    staged_preview: Path | None = None
+    person_written = False
+    writing = preview
     try:
-        save_safetensors(path, tensors, metadata=meta)
-    except ModelError as exc:
         if preview_png_bytes is not None:
-            preview.unlink(missing_ok=True)
-        raise OutputError(exc.message, exc.hint) from exc
+            staged_preview = registry.stage_path(preview)
+            with open(staged_preview, "wb") as fh:
+                fh.write(preview_png_bytes)
+                fh.flush()
+                os.fsync(fh.fileno())
+        writing = path
+        registry.save_safetensors(path, tensors, metadata=meta)  # atomic: the whole file or the old one
+        person_written, writing = True, preview
+        if staged_preview is not None:
+            os.replace(staged_preview, preview)
+            staged_preview = None
+    except BaseException as exc:
+        if person_written:
+            path.unlink(missing_ok=True)
+        if isinstance(exc, ModelError):
+            raise OutputError(exc.message, exc.hint) from exc
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {writing}: {exc.strerror or exc}",
+                              "check free disk space and permissions") from exc
+        raise
+    finally:
+        registry.discard(staged_preview)
     return path
 
 
@@ -435,7 +481,7 @@ def tune_person(image: Path | None = None, video: Path | None = None, output: Pa
                 encoder: str | None = "auto", steps: int = 350, frames: int = 16, projection_steps: int = 450,
                 config: TuneConfig | None = None, face_index: int = 0, device: str | torch.device | None = None,
                 cancel: CancelToken | None = None, monitor: ProgressMonitor | None = None
-                ) -> Iterator[Progress | PersonResult]:
+                ) -> Job[PersonResult]:
     """Invert a photo (or ``frames`` frames of a video), tune the generator on the pivot(s), save the person.
 
     Args:
@@ -454,38 +500,22 @@ def tune_person(image: Path | None = None, video: Path | None = None, output: Pa
         ImageError / InputError / FaceError, Cancelled.
     """
 
-    yield from _monotonic(_tune_person(image, video, output, encoder=encoder, steps=steps, frames=frames,
-                                       projection_steps=projection_steps, config=config, face_index=face_index,
-                                       device=device, cancel=cancel, monitor=monitor), [0.0])
-
-
-def _monotonic(events: Iterator, floor: list[float]) -> Iterator:
-    """Progress events with fractions that never go backwards (nested stages may restart a sub-range)."""
-    for ev in events:
-        if isinstance(ev, Progress):
-            if ev.fraction < floor[0]:
-                ev = Progress(ev.stage, floor[0], ev.message, ev.done, ev.total)
-            floor[0] = ev.fraction
-        yield ev
+    return (yield from _tune_person(image, video, output, encoder=encoder, steps=steps, frames=frames,
+                                    projection_steps=projection_steps, config=config, face_index=face_index,
+                                    device=device, cancel=cancel, monitor=monitor))
 
 
 def _tune_person(image, video, output, *, encoder, steps, frames, projection_steps, config, face_index, device,
-                 cancel, monitor) -> Iterator[Progress | PersonResult]:
-    from studio.engine.neural.invert import (ENCODER_SIZE, ENCODERS, GENERATOR, PROJECTION_ONLY_STEPS, Inversion,
-                                             invert_photo, required_models, resolve_encoder, to_image, to_tensor)
-    from studio.engine.neural.perceptual import build_lpips
-    from studio.engine.neural.project import ProjectionConfig, ProjectionResult, project
+                 cancel, monitor) -> Job[PersonResult]:
     from studio.engine.face.align import ffhq_alignment
+    from studio.engine.neural.invert import (NeuralModels, invert_aligned, invert_photo, required_models,
+                                             resolve_encoder, to_image, to_tensor)
     from studio.models import store
     if (image is None) == (video is None):
         raise ConfigError("give either a photo or a video to tune on", "use --image or --video")
     if output is None:
         raise ConfigError("no output file given", "name the person file .safetensors")
-    output = Path(output)
-    if output.suffix.lower() != ".safetensors":
-        raise ConfigError(f"unsupported person file type {output.suffix!r}", "name the person file .safetensors")
-    if not output.parent.is_dir():
-        raise OutputError(f"output folder does not exist: {output.parent}", "create it first")
+    output = check_output_path(output, (".safetensors",), what="person file")
     choice = resolve_encoder(encoder, projection_steps=projection_steps)
     encoder = choice.encoder
     config = config or TuneConfig()
@@ -499,55 +529,32 @@ def _tune_person(image, video, output, *, encoder, steps, frames, projection_ste
         yield choice.notice()
 
     yield monitor.event("load", 0, 1, "loading the generator")
-    loaded = store.load(GENERATOR, device=dev)
-    g = loaded.module
-    lpips_model = build_lpips("alex", device=dev)
+    models = NeuralModels.load(encoder, device=dev)  # G, E_I and LPIPS: loaded once for inversion and tuning
+    g = models.generator
+    lpips_model = models.lpips
     targets: list[torch.Tensor] = []
     pivots: list[torch.Tensor] = []
     invert_part = monitor.sub(0.0, 0.5)
     if image is not None:
         proj = projection_steps if (projection_steps > 0 or encoder is None) else 0
-        for ev in invert_photo(Path(image), encoder=encoder, steps=proj, face_index=face_index, device=dev,
-                               cancel=cancel, monitor=invert_part):
-            if isinstance(ev, Inversion):
-                targets.append(to_tensor(ev.target, dev))
-                pivots.append(ev.w_plus.to(dev))
-            else:
-                yield ev
+        inv = yield from invert_photo(Path(image), encoder=encoder, steps=proj, face_index=face_index, device=dev,
+                                      models=models, cancel=cancel, monitor=invert_part)
+        targets.append(to_tensor(inv.target, dev))
+        pivots.append(inv.w_plus.to(dev))
     else:
         yield invert_part.event("frames", 0, 1, f"finding the face in {frames} frames")
         found = _video_targets(Path(video), frames, face_index)
-        enc = store.load(ENCODERS[encoder], device=dev) if encoder is not None else None
         for j, (_k, frame, points) in enumerate(found):
             cancel.raise_if_cancelled()
             part = invert_part.sub(j / len(found), (j + 1) / len(found))
             align = ffhq_alignment(points, size=g.size)
-            target = to_tensor(align.crop(frame), dev)
-            init = None
-            if enc is not None:
-                small = to_tensor(align.resized(ENCODER_SIZE).crop(frame), dev)
-                avg = enc.extras.get("latent_avg")
-                with torch.no_grad():
-                    init = enc.module.encode(small, latent_avg=None if avg is None else avg.to(dev))
-            w = init
-            if projection_steps > 0 or enc is None:
-                pc = ProjectionConfig(steps=projection_steps if projection_steps > 0 else PROJECTION_ONLY_STEPS,
-                                      space="w+" if init is not None else "w")
-                for ev in project(g, target, lpips_model, config=pc, init=init, cancel=cancel, monitor=part):
-                    if isinstance(ev, ProjectionResult):
-                        w = ev.w_plus
-                    else:
-                        yield ev
-            targets.append(target)
-            pivots.append(w.detach().float())
+            inv = yield from invert_aligned(models, frame, align, steps=projection_steps, cancel=cancel,
+                                            monitor=part)
+            targets.append(to_tensor(align.crop(frame), dev))
+            pivots.append(inv.w_plus.detach().float())
 
-    result = None
-    for ev in tune(g, targets, pivots, lpips_model, config=config, base_sha256=loaded.source_sha256,
-                   cancel=cancel, monitor=monitor.sub(0.5, 0.97)):
-        if isinstance(ev, TuneResult):
-            result = ev
-        else:
-            yield ev
+    result = yield from tune(g, targets, pivots, lpips_model, config=config, base_sha256=models.generator_sha256,
+                             cancel=cancel, monitor=monitor.sub(0.5, 0.97))
     cancel.raise_if_cancelled()
     delta = make_delta(g, result.generator)
     with torch.no_grad():
@@ -555,15 +562,15 @@ def _tune_person(image, video, output, *, encoder, steps, frames, projection_ste
     preview = np.concatenate([to_image(targets[0]), recon], axis=1)
     yield monitor.event("save", 0, 1, f"writing {output.name}")
     cancel.raise_if_cancelled()
-    save_person(output, delta, pivots=pivots, base_sha256=loaded.source_sha256, steps=result.steps,
+    save_person(output, delta, pivots=pivots, base_sha256=models.generator_sha256, steps=result.steps,
                 final_lpips=result.final_lpips, final_l2=result.final_l2, preview_png_bytes=_png(preview),
                 extra_metadata={"source": Path(image or video).name, "encoder": encoder or "none",
                                 "initial_lpips": repr(result.initial_lpips), "initial_l2": repr(result.initial_l2)})
     yield monitor.event("done", 1, 1, "person saved")
-    yield PersonResult(path=output, preview=preview_path(output), pivots=len(pivots), steps=result.steps,
-                       initial_lpips=result.initial_lpips, final_lpips=result.final_lpips,
-                       initial_l2=result.initial_l2, final_l2=result.final_l2, base_sha256=loaded.source_sha256,
-                       changed_params=len(delta))
+    return PersonResult(path=output, preview=preview_path(output), pivots=len(pivots), steps=result.steps,
+                        initial_lpips=result.initial_lpips, final_lpips=result.final_lpips,
+                        initial_l2=result.initial_l2, final_l2=result.final_l2, base_sha256=models.generator_sha256,
+                        changed_params=len(delta))
 
 
 __all__ = ["PersonResult", "TuneConfig", "TuneResult", "apply_delta", "evaluate", "load_person", "make_delta",

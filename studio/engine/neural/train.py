@@ -27,17 +27,15 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 
 from studio.core.errors import ConfigError, InputError, ModelError, OutputError
+from studio.core.events import CancelToken, Job, Notice, ProgressMonitor
 from studio.core.fileio import atomic_write_text
-from studio.core.progress import CancelToken, Progress, ProgressMonitor
-from studio.engine.pipeline import Notice
+from studio.media.kinds import VIDEO_SUFFIXES, check_output_path, is_video
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".m4v")
 INDEX = "index.json"
 WINDOW = 5  # frames of one 0.2 s window at 25 fps
 ARCH_TARGET = "studio.models.latent_decoder:SpeechToLatent"
@@ -96,7 +94,7 @@ class PreparedDataset:
 def prepare_dataset(videos: Path, output: Path, *, encoder: str = "e4e", fps: float = 25.0,
                     held_out_fraction: float = 0.2, device: str | torch.device | None = None,
                     cancel: CancelToken | None = None, monitor: ProgressMonitor | None = None
-                    ) -> Iterator[Progress | Notice | PreparedDataset]:
+                    ) -> Job[PreparedDataset]:
     """Turn a folder of talking videos into training shards (resumable).
 
     Args:
@@ -104,8 +102,7 @@ def prepare_dataset(videos: Path, output: Path, *, encoder: str = "e4e", fps: fl
         output: dataset folder (created). encoder: E_I ("e4e" or "psp").
         fps: the frame grid (25, as the paper). held_out_fraction: share of speakers held out (0..0.9).
 
-    Yields:
-        Progress, Notices (a video without a usable face, ...), then :class:`PreparedDataset`.
+    Yields Progress and Notices (a video without a usable face, ...); returns :class:`PreparedDataset`.
         Each shard holds ``w`` (T, n_latent, style_dim) float16 codes, ``mfcc`` (T, 12, 28) float32,
         ``mouth`` (T, 20, 2) float32 iBUG mouth landmarks in the 256² aligned crop, ``valid`` (T,) uint8.
 
@@ -131,9 +128,9 @@ def prepare_dataset(videos: Path, output: Path, *, encoder: str = "e4e", fps: fl
         raise ConfigError(f"invalid held-out fraction {held_out_fraction}", "use a value from 0 to 0.9")
     if not videos.is_dir():
         raise InputError(f"not a folder: {videos}", "give the folder that holds the training videos")
-    files = sorted(p for p in videos.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    files = sorted(p for p in videos.rglob("*") if is_video(p) and p.is_file())
     if not files:
-        raise InputError(f"no videos in {videos}", f"put talking-head videos ({', '.join(VIDEO_SUFFIXES)}) there")
+        raise InputError(f"no videos in {videos}", f"put talking-head videos ({', '.join(sorted(VIDEO_SUFFIXES))}) there")
     store.require(GENERATOR, ENCODERS[encoder], feature="training data preparation")
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -214,9 +211,9 @@ def prepare_dataset(videos: Path, output: Path, *, encoder: str = "e4e", fps: fl
         raise InputError(f"no usable video in {videos}", "the videos need a visible face and a soundtrack")
     _ensure_split(output, index)
     speakers = {s["speaker"]: s["split"] for s in index["shards"].values()}
-    yield PreparedDataset(path=output, videos=len(files) - len(failed) - skipped, skipped=skipped,
-                          frames=frames_total, train_speakers=sorted(k for k, v in speakers.items() if v == "train"),
-                          held_out_speakers=sorted(k for k, v in speakers.items() if v == "val"), failed=failed)
+    return PreparedDataset(path=output, videos=len(files) - len(failed) - skipped, skipped=skipped,
+                           frames=frames_total, train_speakers=sorted(k for k, v in speakers.items() if v == "train"),
+                           held_out_speakers=sorted(k for k, v in speakers.items() if v == "val"), failed=failed)
 
 
 def _ensure_split(output: Path, index: dict) -> None:
@@ -413,7 +410,7 @@ def _downsample(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def train_audio(dataset: Path, output: Path, *, config: TrainConfig | None = None, resume: bool = True,
                 device: str | torch.device | None = None, cancel: CancelToken | None = None,
-                monitor: ProgressMonitor | None = None) -> Iterator[Progress | Notice | TrainResult]:
+                monitor: ProgressMonitor | None = None) -> Job[TrainResult]:
     """Train E_A + D on a prepared dataset (stage one) and write the model file.
 
     Args:
@@ -422,7 +419,7 @@ def train_audio(dataset: Path, output: Path, *, config: TrainConfig | None = Non
         config: hyperparameters. resume: continue from the checkpoint when one exists (same config).
 
     Yields:
-        Progress, Notices, then :class:`TrainResult`. The model file appears only at the end.
+        Progress and Notices; returns :class:`TrainResult`. The model file appears only at the end.
 
     Raises:
         InputError (dataset), ModelError (missing G / LPIPS backbone, a checkpoint of another model),
@@ -439,11 +436,7 @@ def train_audio(dataset: Path, output: Path, *, config: TrainConfig | None = Non
     cfg.validate()
     cancel = cancel or CancelToken()
     monitor = monitor or ProgressMonitor()
-    output = Path(output)
-    if output.suffix.lower() != ".safetensors":
-        raise ConfigError(f"unsupported model file type {output.suffix!r}", "name the model file .safetensors")
-    if not output.parent.is_dir():
-        raise OutputError(f"output folder does not exist: {output.parent}", "create it first")
+    output = check_output_path(output, (".safetensors",), what="model file")
     work = output.parent / f"{output.stem}.train"
     work.mkdir(exist_ok=True)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -553,8 +546,8 @@ def train_audio(dataset: Path, output: Path, *, config: TrainConfig | None = Non
     save_safetensors(output, model.state_dict(), architecture=Architecture(ARCH_TARGET, kwargs), extras=extras,
                      metadata={"talkstudio.generator_sha256": sha})
     yield monitor.event("done", 1, 1, f"wrote {output.name}")
-    yield TrainResult(path=output, steps=step, final_loss=last, first_loss=first, val_latent=val_latent,
-                      val_lmd=val_lmd, parameters=report, checkpoint=ckpt_path)
+    return TrainResult(path=output, steps=step, final_loss=last, first_loss=first, val_latent=val_latent,
+                       val_lmd=val_lmd, parameters=report, checkpoint=ckpt_path)
 
 
 @torch.no_grad()

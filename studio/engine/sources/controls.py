@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from studio.core.errors import InputError
-from studio.core.progress import CancelToken
+from studio.core.events import CancelToken
 from studio.engine.face import topology as T
 from studio.engine.face.detect import FaceLandmarks, detect_faces, select_face
 from studio.engine.sources.emotion import EXPRESSION_CHANNELS, expression_channels, preset
 from studio.engine.sources.idle import blink_track, idle_head_motion
 from studio.engine.sources.pose import POSE_CHANNELS, _fill_gaps, _smooth, pose_from_faces, preset_pose, \
     resample_track, track_video
-
-if TYPE_CHECKING:  # pragma: no cover
-    from studio.engine.pipeline import RenderSettings
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+from studio.engine.sources.settings import SourceSettings
+from studio.media.kinds import is_image
 
 
 class SourceVideo:
@@ -56,7 +52,7 @@ def _photo_expression(path: Path) -> dict[str, float]:
     return expression_channels(face.points)
 
 
-def source_channels(n_frames: int, fps: float, settings: "RenderSettings", *, energy: np.ndarray | None = None,
+def source_channels(n_frames: int, fps: float, settings: SourceSettings, *, energy: np.ndarray | None = None,
                     cancel: CancelToken | None = None) -> dict[str, np.ndarray]:
     """Per-frame pose / emotion / blink channels (each (T,) float32) for the given settings.
 
@@ -68,7 +64,7 @@ def source_channels(n_frames: int, fps: float, settings: "RenderSettings", *, en
     - blink: "auto" (seeded natural blinks), "off", or "source" (the pose video's, else the emotion video's).
 
     Args:
-        n_frames: T; fps: frames per second; settings: the render settings.
+        n_frames: T; fps: frames per second; settings: the sources and their seed.
         energy: (T,) speech loudness in [0, 1], for speech-linked nods.
         cancel: polled while source videos are analysed.
 
@@ -99,7 +95,7 @@ def source_channels(n_frames: int, fps: float, settings: "RenderSettings", *, en
     level = settings.emotion_intensity
     if settings.emotion_source is not None:
         path = Path(settings.emotion_source)
-        if path.suffix.lower() in IMAGE_SUFFIXES:
+        if is_image(path):
             values = _photo_expression(path)
             out.update({name: np.full(n_frames, level * v, np.float32) for name, v in values.items()})
         else:
@@ -116,7 +112,7 @@ def source_channels(n_frames: int, fps: float, settings: "RenderSettings", *, en
         out["blink_l"], out["blink_r"] = b, b.copy()
     elif settings.blink == "source":
         path = settings.pose_video or settings.emotion_source
-        if path is None or Path(path).suffix.lower() in IMAGE_SUFFIXES:
+        if path is None or is_image(path):
             raise InputError("--blink source needs a source video", "give --pose-source VIDEO or a video "
                              "--emotion-source, or use --blink auto")
         src = video(Path(path))

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from studio.core.errors import FaceError, InputError
-from studio.core.progress import CancelToken
+from studio.core.events import CancelToken
 from studio.engine.face import topology as T
 from studio.engine.face.detect import FaceLandmarks, FaceTracker
 from studio.engine.sources.idle import _smooth_noise

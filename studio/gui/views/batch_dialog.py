@@ -22,14 +22,18 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDialog,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from studio.app.batch import BatchEvent, BatchQueue, BatchReport, Job, JobSpec, cross_product, run_batch
-from studio.app.identity import AUDIO_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_audio, is_image, is_video
+from studio.media.kinds import (AUDIO_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_audio, is_image, is_video,
+                                with_output_suffix)
 from studio.core.errors import StudioError
-from studio.core.progress import CancelToken
+from studio.core.events import CancelToken, Returning
+from studio.engine.dub import VIDEO_FITS
+from studio.engine.settings import RenderSettings
 from studio.gui.views.common import MessageLabel, dropped_files
 
 COLUMNS = ("Identity", "Speech", "Output", "FPS", "Status", "Progress", "Error")
 COL = {name: i for i, name in enumerate(COLUMNS)}
 EDITABLE = ("Output", "FPS")
+FIT_LABELS = {"loop": "Videos loop with a crossfade", "trim": "Videos are trimmed (never repeat)"}
 _STATUS_COLOURS = {"done": "#7ddc8b", "failed": "#ff6b6b", "cancelled": "#f0b429", "running": "#4aa3ff"}
 
 
@@ -67,16 +71,17 @@ class BatchWorker(QThread):
     def run(self) -> None:  # noqa: D401 - QThread API
         last = 0.0
         try:
-            for ev in run_batch(self.queue, overwrite=self.overwrite, cancel=self.token, pause=self.pause_flag):
-                if isinstance(ev, BatchReport):
-                    self.finished_report.emit(ev)
-                elif ev.kind == "progress":
+            events = Returning(run_batch(self.queue, overwrite=self.overwrite, cancel=self.token,
+                                         pause=self.pause_flag))
+            for ev in events:
+                if ev.kind == "progress":
                     now = time.perf_counter()
                     if now - last >= self._min_interval_s:
                         last = now
                         self.event.emit(ev)
                 else:
                     self.event.emit(ev)
+            self.finished_report.emit(events.result)
         except StudioError as exc:
             self.failed.emit(exc.message, exc.hint)
         except Exception as exc:  # noqa: BLE001 - never crash the studio
@@ -128,8 +133,8 @@ class BatchDialog(QDialog):
         add_audio = QPushButton("Add speech…")
         add_audio.clicked.connect(self._add_audio_dialog)
         self.fit = QComboBox()
-        self.fit.addItem("Videos loop with a crossfade", "loop")
-        self.fit.addItem("Videos are trimmed (never repeat)", "trim")
+        for fit in VIDEO_FITS:
+            self.fit.addItem(FIT_LABELS[fit], fit)
         self.fps = QComboBox()
         for v in (25.0, 24.0, 30.0, 12.0):
             self.fps.addItem(f"{v:g} fps (photos)", v)
@@ -243,7 +248,7 @@ class BatchDialog(QDialog):
         self._filling = True
         try:
             values = {"Identity": job.identity.name, "Speech": job.audio.name, "Output": job.output.name,
-                      "FPS": f"{job.fps:g}", "Status": job.status,
+                      "FPS": f"{job.settings.fps:g}", "Status": job.status,
                       "Error": (job.error + (f" — {job.hint}" if job.hint else "")) if job.status == "failed" else ""}
             for name, text in values.items():
                 item = self.table.item(row, COL[name])
@@ -306,7 +311,7 @@ class BatchDialog(QDialog):
         queue = self._ensure_queue()
         if queue is None:
             return 0
-        defaults = JobSpec(Path(), Path(), Path(), fps=float(self.fps.currentData()),
+        defaults = JobSpec(Path(), Path(), Path(), settings=RenderSettings(fps=float(self.fps.currentData())),
                            video_fit=str(self.fit.currentData()))
         specs = []
         for ident, audio in pairs:
@@ -369,14 +374,10 @@ class BatchDialog(QDialog):
         text = item.text().strip()
         try:
             if name == "Output":
-                out = text if text.lower().endswith((".mp4", ".m4v", ".mov")) else text + ".mp4"
+                out = with_output_suffix(text)
                 self.queue.edit(job_id, output=out)
             elif name == "FPS":
-                try:
-                    fps = float(text)
-                except ValueError:
-                    raise StudioError(f"invalid frame rate {text!r}", "type a number such as 25") from None
-                self.queue.edit(job_id, fps=fps)
+                self.queue.edit(job_id, fps=text)  # checked there (a number within 1..120)
             self.message.clear_message()
         except StudioError as exc:
             self.message.show_message(exc.message, exc.hint)

@@ -8,7 +8,6 @@ only when complete; Cancel leaves nothing behind. After success, "Open folder" s
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QThread, QUrl, Signal
@@ -20,12 +19,14 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 from studio.app.jobs import export_project, output_size
 from studio.app.project import RESOLUTIONS, ExportSettings
 from studio.core.errors import StudioError
-from studio.engine.pipeline import MAX_FPS, MIN_FPS, Done
+from studio.engine.base import Done
+from studio.engine.settings import MAX_CRF, MAX_FPS, MIN_FPS
 from studio.gui import commands
 from studio.gui.commands import DocumentModel
 from studio.gui.controller import SessionController
 from studio.gui.views.common import MessageLabel, format_time
 from studio.gui.workers import JobWorker
+from studio.media.kinds import with_output_suffix
 from studio.media.video import available_h264_encoders
 
 ENCODER_LABELS = {"libx264": "H.264 — libx264 (CPU)", "h264_nvenc": "H.264 — NVENC (NVIDIA GPU)"}
@@ -87,14 +88,14 @@ class ExportDialog(QDialog):
         self.fps = QDoubleSpinBox()
         self.fps.setRange(MIN_FPS, MAX_FPS)
         self.fps.setDecimals(2)
-        self.fps.setValue(model.state.fps)
+        self.fps.setValue(model.state.settings.fps)
         self.fps.setSuffix(" fps")
         self.crf = QSpinBox()
-        self.crf.setRange(0, 51)
-        self.crf.setValue(ex.crf)
+        self.crf.setRange(0, MAX_CRF)
+        self.crf.setValue(model.state.settings.encode.crf)
         self.crf.setToolTip("Constant quality: lower is better and bigger; 18 is visually lossless")
-        self.encoder = QComboBox()
-        self._set_encoders((ex.encoder,) if ex.encoder == "libx264" else ("libx264",))
+        self.codec = QComboBox()
+        self._set_encoders((ex.codec,) if ex.codec == "libx264" else ("libx264",))
         self._probe = EncoderProbe(self)
         self._probe.found.connect(self._set_encoders)
         self._probe.start()
@@ -109,7 +110,7 @@ class ExportDialog(QDialog):
         form.addRow("Resolution", self.resolution)
         form.addRow("Frame rate", self.fps)
         form.addRow("Quality (CRF)", self.crf)
-        form.addRow("Encoder", self.encoder)
+        form.addRow("Encoder", self.codec)
         form.addRow("Range", self.use_range)
 
         self.progress = QProgressBar()
@@ -146,21 +147,21 @@ class ExportDialog(QDialog):
     def _browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export video", self.output.text(), "MP4 video (*.mp4)")
         if path:
-            self.output.setText(path if path.lower().endswith((".mp4", ".m4v", ".mov")) else path + ".mp4")
+            self.output.setText(with_output_suffix(path))
 
     def _set_encoders(self, encoders: tuple) -> None:
-        current = self.encoder.currentData() or self.model.state.export.encoder
-        self.encoder.clear()
+        current = self.codec.currentData() or self.model.state.export.codec
+        self.codec.clear()
         for name in encoders:
-            self.encoder.addItem(ENCODER_LABELS.get(name, name), name)
-        self.encoder.setCurrentIndex(max(0, self.encoder.findData(current)))
+            self.codec.addItem(ENCODER_LABELS.get(name, name), name)
+        self.codec.setCurrentIndex(max(0, self.codec.findData(current)))
 
     def settings(self) -> ExportSettings:
         """The export settings as currently entered."""
         text = self.output.text().strip()
         return ExportSettings(output=Path(text).expanduser() if text else None,
-                              resolution=self.resolution.currentData(), crf=self.crf.value(),
-                              encoder=self.encoder.currentData() or "libx264",
+                              resolution=self.resolution.currentData(),
+                              codec=self.codec.currentData() or "libx264",
                               use_range=self.use_range.isChecked())
 
     # -- export ------------------------------------------------------------------------------------
@@ -170,11 +171,10 @@ class ExportDialog(QDialog):
         if self.worker is not None:
             return
         self.message.clear_message()
-        settings = self.settings()
-        if settings != self.model.state.export:
-            self.model.push(commands.set_export(self.model, settings))
-        if abs(self.fps.value() - self.model.state.fps) > 1e-9:
-            self.model.push(commands.set_value(self.model, "fps", float(self.fps.value()), "Frame rate"))
+        changes = {"export": self.settings(), "fps": float(self.fps.value()), "crf": int(self.crf.value())}
+        changes = {k: v for k, v in changes.items() if self.model.state.value(k) != v}
+        if changes:  # one undo step for everything the dialog changed
+            self.model.push(commands.SetFields(self.model, changes, "Change export settings"))
         state = self.model.state
         session = self.controller.session
         self.result = None

@@ -17,13 +17,17 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QSizePolicy,
                                QSpinBox, QVBoxLayout, QWidget)
 
-from studio.app.identity import IdentityInfo, inspect_identity, is_image, is_video
+from studio.app.identity import IdentityInfo, inspect_identity
+from studio.engine.settings import ENGINE_NAMES
+from studio.media.kinds import IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_filter, is_image, is_video
 from studio.gui import commands
 from studio.gui.commands import DocumentModel
 from studio.gui.views.common import ACCENT, FileDropTarget, MessageLabel
 from studio.gui.workers import JobWorker, rgb_to_qimage
 
-IDENTITY_FILTER = "Photos and videos (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff *.mp4 *.mov *.mkv *.webm *.mpg *.avi)"
+#: the engine combo's first labels (the neural one changes once its models are checked)
+ENGINE_LABELS = {"lite": "lite (embedded, CPU)", "neural": "neural (checking…)"}
+IDENTITY_FILTER = file_filter("Photos and videos", IMAGE_SUFFIXES, VIDEO_SUFFIXES)
 
 
 def _model_statuses() -> tuple[tuple[bool, str], tuple[bool, str]]:
@@ -127,9 +131,9 @@ class IdentityPanel(QWidget):
         self.face_index.valueChanged.connect(self._face_index_edited)
 
         self.engine = QComboBox()
-        self.engine.addItem("lite (embedded, CPU)", "lite")
-        self.engine.addItem("neural (checking…)", "neural")
-        self.engine.model().item(1).setEnabled(False)
+        for name in ENGINE_NAMES:
+            self.engine.addItem(ENGINE_LABELS[name], name)
+        self.engine.model().item(self.engine.findData("neural")).setEnabled(False)
         self.engine.setToolTip("lite runs everywhere; neural needs the models listed in Help > Models…")
         self.engine.currentIndexChanged.connect(self._engine_edited)
         self.engine.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -189,7 +193,7 @@ class IdentityPanel(QWidget):
     def refresh_models_in_background(self) -> JobWorker:
         """Like :meth:`refresh_models`, but the store (and torch, which it imports) loads in a worker thread;
         the UI is updated when it is done. Returns the worker (``finished`` tells when)."""
-        worker = JobWorker(lambda cancel: iter([_model_statuses()]), name="models", parent=self)
+        worker = JobWorker(lambda cancel: _model_statuses(), name="models", parent=self)
         worker.finished_ok.connect(self._apply_models)
         worker.failed.connect(lambda m, h: self._apply_models(((False, f"{m} — {h}" if h else m),) * 2))
         worker.finished.connect(self._models_checked)
@@ -210,9 +214,10 @@ class IdentityPanel(QWidget):
 
     def _apply_models(self, statuses: tuple[tuple[bool, str], tuple[bool, str]]) -> None:
         (neural_ok, neural_reason), (pti_ok, pti_reason) = statuses
-        self.engine.setItemText(1, "neural" if neural_ok else "neural (not installed)")
-        self.engine.model().item(1).setEnabled(neural_ok)
-        self.engine.model().item(1).setToolTip(neural_reason)
+        row = self.engine.findData("neural")
+        self.engine.setItemText(row, "neural" if neural_ok else "neural (not installed)")
+        self.engine.model().item(row).setEnabled(neural_ok)
+        self.engine.model().item(row).setToolTip(neural_reason)
         if self._pti_worker is None:  # while tuning, the button is the enabled "Cancel"
             self.pti.setEnabled(pti_ok)
         self.pti_note.setText("" if pti_ok else
@@ -232,12 +237,12 @@ class IdentityPanel(QWidget):
             self.set_identity(Path(path))
 
     def _face_index_edited(self, value: int) -> None:
-        if value != self.model.state.face_index:
+        if value != self.model.state.settings.face_index:
             self.model.push(commands.set_value(self.model, "face_index", value, f"Animate face {value}"))
 
     def _engine_edited(self, _index: int) -> None:
         engine = self.engine.currentData()
-        if engine != self.model.state.engine:
+        if engine != self.model.state.settings.engine.name:
             self.model.push(commands.set_value(self.model, "engine", engine, f"Use the {engine} engine"))
 
     # -- observing the document ----------------------------------------------------------------------
@@ -246,14 +251,14 @@ class IdentityPanel(QWidget):
         state = self.model.state
         if "*" in changed or "engine" in changed:
             self.engine.blockSignals(True)
-            self.engine.setCurrentIndex(max(0, self.engine.findData(state.engine)))
+            self.engine.setCurrentIndex(max(0, self.engine.findData(state.settings.engine.name)))
             self.engine.blockSignals(False)
         if "*" in changed or changed & {"identity", "face_index"}:
             self._inspect()
 
     def _inspect(self) -> None:
         state = self.model.state
-        key = (state.identity, state.face_index)
+        key = (state.identity, state.settings.face_index)
         if key == self._inspected_key:
             return
         self._inspected_key = key
@@ -269,7 +274,7 @@ class IdentityPanel(QWidget):
             return
         self.file_label.setText(f"<b>{state.identity.name}</b>")
         self.status.setText("Finding the face…")
-        source, index = state.identity, state.face_index
+        source, index = state.identity, state.settings.face_index
         worker = JobWorker(lambda cancel: inspect_identity(source, face_index=index, cancel=cancel),
                            name="identity", parent=self)
         worker.finished_ok.connect(lambda info, w=worker: self._show(info) if w is self._worker else None)
@@ -306,7 +311,7 @@ class IdentityPanel(QWidget):
             self.notice.show_message(info.notices[0], kind="warning")
         self.face_index.blockSignals(True)
         self.face_index.setRange(0, max(0, len(info.faces) - 1))
-        self.face_index.setValue(self.model.state.face_index)
+        self.face_index.setValue(self.model.state.settings.face_index)
         self.face_index.blockSignals(False)
         self.inspected.emit(info)
 
@@ -325,7 +330,7 @@ class IdentityPanel(QWidget):
         source = Path(state.identity)
         output = person_output_path(source, self.model.project.path)
         kind = {"video": source} if is_video(source) else {"image": source}
-        worker = JobWorker(lambda cancel: tune_person(**kind, output=output, face_index=state.face_index,
+        worker = JobWorker(lambda cancel: tune_person(**kind, output=output, face_index=state.settings.face_index,
                                                       cancel=cancel), name="pti", parent=self)
         worker.progress.connect(lambda f, stage, msg: (self.pti_progress.setValue(int(f * 1000)),
                                                        self.pti_progress.setFormat(f"{msg}  %p%")))

@@ -17,17 +17,18 @@ from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QSlider, QSpinBox, QVBoxLayout, QWidget)
 
-from studio.app.identity import is_image, is_video
+from studio.media.kinds import IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_filter, is_image, is_video
 from studio.app.jobs import source_thumbnail
 from studio.app.project import ProjectState
-from studio.engine.pipeline import BLINK_MODES, EMOTIONS, MAX_FPS, MIN_FPS
+from studio.engine.settings import MAX_FPS, MIN_FPS
+from studio.engine.sources.settings import BLINK_MODES, EMOTIONS, MAX_POSE_INTENSITY, POSE_PRESETS
 from studio.gui import commands
 from studio.gui.commands import DocumentModel, SetFields
 from studio.gui.views.common import FileDropTarget
 from studio.gui.workers import JobWorker, rgb_to_qimage
 
 FROM_FILE = "__file__"
-VIDEO_FILTER = "Videos (*.mp4 *.mov *.mkv *.webm *.mpg *.avi *.m4v)"
+VIDEO_FILTER = file_filter("Videos", VIDEO_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -54,20 +55,21 @@ class SourceSpec:
 
 POSE = SourceSpec(
     title="Head pose",
-    presets=(("None (still)", "still"), ("Idle", "idle"), ("Nod", "nod"), ("Look around", "look-around")),
+    presets=tuple(("None (still)" if p == "still" else p.replace("-", " ").capitalize(), p) for p in POSE_PRESETS),
     file_label="From video…", file_filter=VIDEO_FILTER, accepts=is_video,
-    intensity_field="pose_intensity", intensity_max=3.0,
-    read=lambda s: (s.pose, None) if s.pose_video_path is None else ("", s.pose_video_path),
+    intensity_field="pose_intensity", intensity_max=MAX_POSE_INTENSITY,
+    read=lambda s: ((s.settings.sources.pose, None) if s.settings.pose_video is None
+                    else ("", s.settings.pose_video)),
     write=lambda preset, path: {"pose": str(path) if path is not None else preset},
 )
 
 EMOTION = SourceSpec(
     title="Emotion",
     presets=tuple((("None (neutral)" if e == "neutral" else e.capitalize()), e) for e in EMOTIONS),
-    file_label="From video or photo…", file_filter=VIDEO_FILTER[:-1] + " *.jpg *.jpeg *.png)",
+    file_label="From video or photo…", file_filter=file_filter("Videos and photos", VIDEO_SUFFIXES, IMAGE_SUFFIXES),
     accepts=lambda p: is_video(p) or is_image(p),
     intensity_field="emotion_intensity", intensity_max=1.0,
-    read=lambda s: (s.emotion, s.emotion_source),
+    read=lambda s: (s.settings.sources.emotion, s.settings.sources.emotion_source),
     write=lambda preset, path: ({"emotion_source": path} if path is not None
                                 else {"emotion": preset, "emotion_source": None}),
 )
@@ -153,7 +155,7 @@ class SourcePicker(QGroupBox):
 
     def _slider_moved(self, position: int) -> None:
         value = position / self.SLIDER_STEPS
-        if abs(value - getattr(self.model.state, self.spec.intensity_field)) > 1e-9:
+        if abs(value - self.model.state.value(self.spec.intensity_field)) > 1e-9:
             self.set_intensity(value, merge_key=f"{self.spec.intensity_field}:{self._drag_serial}")
 
     # -- observing -----------------------------------------------------------------------------------
@@ -164,7 +166,7 @@ class SourcePicker(QGroupBox):
         self.combo.blockSignals(True)
         self.combo.setCurrentIndex(self.combo.findData(FROM_FILE if path is not None else preset))
         self.combo.blockSignals(False)
-        value = getattr(state, self.spec.intensity_field)
+        value = state.value(self.spec.intensity_field)
         self.slider.blockSignals(True)
         self.slider.setValue(int(round(value * self.SLIDER_STEPS)))
         self.slider.blockSignals(False)
@@ -187,7 +189,7 @@ class SourcePicker(QGroupBox):
         self.thumb.setText("…")
 
         def job(cancel):
-            yield source_thumbnail(path, max_side=72)
+            return source_thumbnail(path, max_side=72)
 
         worker = JobWorker(job, name="thumbnail", parent=self)
         worker.finished_ok.connect(lambda img, w=worker: self._set_thumb(img) if w is self._thumb_worker else None)
@@ -249,14 +251,14 @@ class SourcesPanel(QWidget):
         self._on_changed(frozenset({"*"}))
 
     def _set(self, field: str, value, label: str) -> None:
-        if getattr(self.model.state, field) != value:
+        if self.model.state.value(field) != value:
             self.model.push(commands.set_value(self.model, field, value, f"{label}: {value}"))
 
     def _on_changed(self, _changed: frozenset[str]) -> None:
-        s = self.model.state
-        for widget, setter in ((self.blink, lambda: self.blink.setCurrentIndex(self.blink.findData(s.blink))),
+        s = self.model.state.settings
+        for widget, setter in ((self.blink, lambda: self.blink.setCurrentIndex(self.blink.findData(s.sources.blink))),
                                (self.fps, lambda: self.fps.setValue(s.fps)),
-                               (self.seed, lambda: self.seed.setValue(s.seed)),
+                               (self.seed, lambda: self.seed.setValue(s.sources.seed)),
                                (self.transcript, lambda: self.transcript.setText(s.transcript or ""))):
             widget.blockSignals(True)
             setter()

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QFontMetrics
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
 
 from studio.app.analysis import PhoneSegment, WaveformPyramid
-from studio.app.identity import is_audio, is_video
+from studio.media.kinds import is_audio, is_video
 from studio.gui.views.common import ACCENT, FileDropTarget, format_time
 
 #: Rhubarb viseme classes -> lane colours.

@@ -1,0 +1,170 @@
+"""One settings model: RenderSettings declared once; the CLI, projects and batch jobs derive from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from studio.app.batch import CSV_COLUMNS, BatchQueue, JobSpec, jobs_from_csv
+from studio.app.project import PREPARE_FIELDS, Project, ProjectState
+from studio.cli import build_parser
+from studio.core.errors import ConfigError
+from studio.engine.settings import (ENCODER_CHOICES, ENGINE_NAMES, FLAT_NAMES, MOUTH_MODES, X264_PRESETS,
+                                    RenderSettings)
+from studio.engine.sources.settings import BLINK_MODES, EMOTIONS, parse_emotion
+from studio.media.kinds import IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_filter, with_output_suffix
+
+EVERY = dict(engine="neural", fps=30.0, seed=7, face_index=1, transcript="bin blue at f two now",
+             pose="nod", pose_intensity=0.5, emotion="sad", emotion_intensity=0.3, blink="off", crf=23,
+             preset="slow", encoder="psp", projection_steps=40, mouth="directions")
+
+
+def test_flat_names_cover_every_field_once():
+    s = RenderSettings()
+    names = set(s.values())
+    from dataclasses import fields
+
+    leaves = [f.name for f in fields(RenderSettings) if f.name not in ("sources", "engine", "encode")]
+    for group in (s.sources, s.engine, s.encode):
+        leaves += [f.name for f in fields(group)]
+    assert names == set(FLAT_NAMES) and len(FLAT_NAMES) == len(leaves) == 17
+    changed = s.with_values(**EVERY)
+    assert {k: changed.value(k) for k in EVERY} == EVERY
+    assert changed.engine.name == "neural" and changed.sources.seed == 7 and changed.encode.preset == "slow"
+    with pytest.raises(ConfigError, match="unknown setting 'speed'"):
+        s.with_values(speed=2)
+    with pytest.raises(ConfigError, match="invalid fps 'fast'"):
+        s.with_values(fps="fast")
+    assert s.with_values(fps="29.97", seed="3", crf="20").values()["crf"] == 20  # text from a CSV
+
+
+def test_dict_roundtrip_with_relative_paths_and_schema(tmp_path):
+    (tmp_path / "media").mkdir()
+    s = RenderSettings().with_values(**EVERY, person=tmp_path / "media" / "ann.safetensors",
+                                     emotion_source=tmp_path / "media" / "smile.png")
+    s = s.with_values(pose=str(tmp_path / "media" / "pose.mp4"))
+    data = s.to_dict(relative_to=tmp_path / "proj")
+    assert data["schema_version"] == 1 and data["sources"]["pose"] == {"video": "../media/pose.mp4"}
+    assert data["engine"]["person"] == "../media/ann.safetensors"
+    json.dumps(data)  # JSON-ready
+    assert RenderSettings.from_dict(data, relative_to=tmp_path / "proj") == s
+    assert RenderSettings.from_dict({}) == RenderSettings()
+    with pytest.raises(ConfigError, match="schema 2"):
+        RenderSettings.from_dict({"schema_version": 2})
+    with pytest.raises(ConfigError, match="must be a JSON object"):
+        RenderSettings.from_dict({"sources": [1]})
+
+
+@pytest.mark.parametrize("bad, match", [(dict(fps=0.5), "invalid fps"), (dict(pose_intensity=4), "pose intensity"),
+                                        (dict(emotion="bored"), "unknown emotion"), (dict(crf=60), "CRF"),
+                                        (dict(preset="warp"), "x264 preset"), (dict(engine="fast"), "unknown engine"),
+                                        (dict(mouth="lips"), "mouth mode"), (dict(blink="source"), "source video")])
+def test_invalid_values_are_named(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        RenderSettings().with_values(**bad).validate()
+
+
+def test_cli_options_are_the_settings():
+    """render and batch take every setting, with the settings' own choices and defaults."""
+    parser = build_parser()
+    args = ["--engine", "neural", "--fps", "30", "--seed", "7", "--face-index", "1", "--transcript",
+            "bin blue at f two now", "--pose-source", "nod", "--pose-intensity", "0.5", "--emotion", "Sad:0.3",
+            "--blink", "off", "--crf", "23", "--preset", "slow", "--encoder", "psp", "--projection-steps", "40",
+            "--mouth", "directions"]
+    from studio.cli import _settings_from_args
+
+    render = _settings_from_args(parser.parse_args(["render", "--image", "a", "--audio", "b", "--output", "c"] + args))
+    batch = _settings_from_args(parser.parse_args(["batch", "--output-dir", "d"] + args))
+    assert render == batch == RenderSettings().with_values(**EVERY)
+    defaults = _settings_from_args(parser.parse_args(["batch", "--output-dir", "d"]))
+    assert defaults == RenderSettings()
+    sub = next(a for a in parser._actions if a.dest == "command").choices["render"]
+    choices = {a.dest: tuple(a.choices) for a in sub._actions if a.choices}
+    assert choices == {"engine": ENGINE_NAMES, "blink": BLINK_MODES, "encoder": ENCODER_CHOICES,
+                       "mouth": MOUTH_MODES, "preset": X264_PRESETS}
+
+
+def test_emotion_is_parsed_one_way_everywhere(tmp_path):
+    assert parse_emotion("Happy : 0.5") == ("happy", 0.5) and parse_emotion("") == ("neutral", None)
+    assert set(EMOTIONS) >= {"neutral", "happy", "sad", "angry", "surprised"}
+    csv_file = tmp_path / "jobs.csv"
+    csv_file.write_text("identity,audio,emotion\na.jpg,b.wav,Happy:0.5\n", encoding="utf-8")
+    from_csv = jobs_from_csv(csv_file, tmp_path)[0].settings
+    parser = build_parser()
+    from studio.cli import _settings_from_args
+
+    from_cli = _settings_from_args(parser.parse_args(["batch", "--output-dir", "d", "--emotion", "Happy:0.5"]))
+    assert from_csv.sources == from_cli.sources
+    assert (from_csv.sources.emotion, from_csv.sources.emotion_intensity) == ("happy", 0.5)
+
+
+def test_a_batch_job_can_set_every_setting(tmp_path):
+    """Before, a CSV could set engine, pose, emotion and fps only: not seed, blinks, transcript, emotion
+    source or pose intensity."""
+    assert set(FLAT_NAMES) <= set(CSV_COLUMNS)
+    (tmp_path / "smile.png").write_bytes(b"x")
+    csv_file = tmp_path / "jobs.csv"
+    csv_file.write_text("identity,audio,seed,blink,transcript,emotion_source,pose_intensity,crf\n"
+                        "a.jpg,b.wav,5,off,place blue at c,smile.png,2.5,22\n", encoding="utf-8")
+    defaults = JobSpec(Path(), Path(), Path(), settings=RenderSettings().with_values(fps=30.0))
+    job = jobs_from_csv(csv_file, tmp_path / "out", defaults=defaults)[0]
+    s = job.settings
+    assert (s.sources.seed, s.sources.blink, s.transcript, s.sources.emotion_source, s.sources.pose_intensity,
+            s.encode.crf, s.fps) == (5, "off", "place blue at c", tmp_path / "smile.png", 2.5, 22, 30.0)
+    queue = BatchQueue(tmp_path / "out")
+    stored = queue.add([job])[0]
+    assert stored.settings == s  # the queue keeps all of it
+    edited = queue.edit(stored.id, seed="9", emotion="angry:0.2")
+    assert (edited.settings.sources.seed, edited.settings.sources.emotion,
+            edited.settings.sources.emotion_intensity) == (9, "angry", 0.2)
+    with pytest.raises(ConfigError, match="line 2: invalid pose intensity"):
+        csv_file.write_text("identity,audio,pose_intensity\na.jpg,b.wav,9\n", encoding="utf-8")
+        jobs_from_csv(csv_file, tmp_path / "out")
+
+
+def test_a_schema_1_batch_queue_resumes(tmp_path):
+    """Queues written before the settings were one model keep their jobs."""
+    import sqlite3
+
+    from studio.app.batch import queue_path
+
+    path = queue_path(tmp_path)
+    con = sqlite3.connect(path)
+    con.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, identity TEXT NOT NULL, audio TEXT NOT NULL,
+            output TEXT NOT NULL UNIQUE, engine TEXT NOT NULL, pose TEXT NOT NULL, emotion TEXT NOT NULL,
+            fps REAL NOT NULL, video_fit TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
+            error TEXT NOT NULL DEFAULT '', hint TEXT NOT NULL DEFAULT '', progress REAL NOT NULL DEFAULT 0,
+            pid INTEGER, attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, started_at REAL,
+            finished_at REAL, elapsed_s REAL, duration_s REAL, frames INTEGER);
+        INSERT INTO jobs (identity, audio, output, engine, pose, emotion, fps, video_fit, status, created_at)
+            VALUES ('/m/a.jpg', '/m/b.wav', '/o/a__b.mp4', 'lite', 'nod', 'happy:0.4', 12, 'trim', 'done', 1.0);
+    """)
+    con.commit()
+    con.close()
+    job = BatchQueue(tmp_path).jobs()[0]
+    s = job.settings
+    assert (job.identity, job.status, job.video_fit) == (Path("/m/a.jpg"), "done", "trim")
+    assert (s.fps, s.sources.pose, s.sources.emotion, s.sources.emotion_intensity) == (12.0, "nod", "happy", 0.4)
+
+
+def test_project_fields_follow_the_settings(tmp_path):
+    assert PREPARE_FIELDS >= set(FLAT_NAMES) - {"crf", "preset"}
+    project = Project()
+    seen = []
+    project.observe(seen.append)
+    assert project.update(mouth="directions", crf=20) == {"mouth", "crf"}
+    assert project.state.settings.engine.mouth == "directions" and project.state.value("crf") == 20
+    assert project.values(["mouth", "range_s"]) == {"mouth": "directions", "range_s": None}
+    with pytest.raises(ConfigError):
+        ProjectState().with_values(lips=1)
+
+
+def test_media_kinds_are_one_list():
+    assert ".png" in IMAGE_SUFFIXES and ".mkv" in VIDEO_SUFFIXES
+    assert file_filter("Photos", {".png", ".jpg"}) == "Photos (*.jpg *.png)"
+    assert with_output_suffix("talk") == "talk.mp4" and with_output_suffix("talk.MOV") == "talk.MOV"
