@@ -97,7 +97,8 @@ MAX_TRANSCRIPT_BYTES = 1 << 20  # 1 MiB of text is hours of speech
 
 
 def _settings_from_args(args: argparse.Namespace):
-    """The :class:`~studio.engine.settings.RenderSettings` of parsed :func:`_add_render_settings` options.
+    """The :class:`~studio.engine.settings.RenderSettings` of parsed :func:`_add_render_settings` options
+    (file paths made absolute against the working folder).
 
     Raises:
         InputError: the transcript file cannot be read, is not a regular file or is larger than 1 MiB.
@@ -116,11 +117,17 @@ def _settings_from_args(args: argparse.Namespace):
             transcript = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read the transcript file {path}: {exc}", "give a UTF-8 text file") from None
+    from studio.engine.sources.settings import is_pose_preset
+
+    def absolute(path: Path | None) -> Path | None:  # a batch queue outlives the working folder
+        return None if path is None else Path(path).expanduser().absolute()
+
     emotion, level = args.emotion
+    pose = args.pose_source if is_pose_preset(args.pose_source) else str(absolute(Path(args.pose_source)))
     values = dict(engine=args.engine, fps=args.fps, seed=args.seed, face_index=args.face_index,
-                  transcript=transcript or None, pose=args.pose_source, pose_intensity=args.pose_intensity,
-                  emotion=emotion, emotion_source=args.emotion_source, blink=args.blink, crf=args.crf,
-                  preset=args.preset, person=args.person, encoder=args.encoder,
+                  transcript=transcript or None, pose=pose, pose_intensity=args.pose_intensity,
+                  emotion=emotion, emotion_source=absolute(args.emotion_source), blink=args.blink, crf=args.crf,
+                  preset=args.preset, person=absolute(args.person), encoder=args.encoder,
                   projection_steps=args.projection_steps, mouth=args.mouth)
     if level is not None:
         values["emotion_intensity"] = level

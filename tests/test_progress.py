@@ -77,10 +77,7 @@ def _render(tmp: Path):
 def _revoice(tmp: Path):
     from studio.engine.dub import DubSettings, dub_video
 
-    video = tmp / "src.mp4"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(sample("video/grid_bbaf2n.mpg")),
-                    "-t", "1.2", "-vf", "scale=180:144", "-an", str(video)], check=True)
-    return dub_video(video, _speech(tmp, 1.0), tmp / "dub.mp4", DubSettings())
+    return dub_video(_short_video(tmp), _speech(tmp, 1.0), tmp / "dub.mp4", DubSettings())
 
 
 def _eval(tmp: Path):
@@ -128,16 +125,26 @@ def _train(tmp: Path, dataset):
     return train_audio(dataset.path, tmp / "m" / "model.safetensors", config=cfg, device="cpu")
 
 
+def _short_video(tmp: Path) -> Path:
+    video = tmp / "src.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(sample("video/grid_bbaf2n.mpg")),
+                    "-t", "1.2", "-vf", "scale=180:144", "-an", str(video)], check=True)
+    return video
+
+
 def _batch_fractions(tmp: Path) -> list[float]:
+    """A photo and a video identity shorter than the speech (its loop notice arrives mid-job)."""
     from studio.app.batch import BatchQueue, cross_product, run_batch
 
     queue = BatchQueue(tmp / "batch")
-    photos = [sample("images/taylor_256px.jpg"), sample("images/woman_dark_hair_474px.png")]
-    queue.add(cross_product(photos, [_speech(tmp, 0.8)], queue.output_dir))
+    identities = [sample("images/taylor_256px.jpg"), _short_video(tmp)]
+    queue.add(cross_product(identities, [_speech(tmp, 2.0)], queue.output_dir))
     run = Returning(run_batch(queue, cancel=CancelToken()))
-    overall = [ev.overall for ev in run]
+    events = list(run)
     assert run.result is not None and run.result.counts["done"] == 2, run.result
-    return overall
+    notices = [ev for ev in events if ev.kind == "notice"]
+    assert notices and all(ev.fraction > 0 for ev in notices), "a notice mid-job keeps the job's progress"
+    return [ev.overall for ev in events]
 
 
 JOBS = ["render", "revoice", "eval", "batch", "neural-load", "pti", "train"]

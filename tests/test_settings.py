@@ -119,37 +119,90 @@ def test_a_batch_job_can_set_every_setting(tmp_path):
     edited = queue.edit(stored.id, seed="9", emotion="angry:0.2")
     assert (edited.settings.sources.seed, edited.settings.sources.emotion,
             edited.settings.sources.emotion_intensity) == (9, "angry", 0.2)
+    cleared = queue.edit(stored.id, transcript=None, emotion_source=None)
+    assert cleared.settings.transcript is None and cleared.settings.sources.emotion_source is None
+    with pytest.raises(ConfigError, match="cannot be empty"):
+        queue.edit(stored.id, engine=None)
     with pytest.raises(ConfigError, match="line 2: invalid pose intensity"):
         csv_file.write_text("identity,audio,pose_intensity\na.jpg,b.wav,9\n", encoding="utf-8")
         jobs_from_csv(csv_file, tmp_path / "out")
 
 
-def test_a_schema_1_batch_queue_resumes(tmp_path):
-    """Queues written before the settings were one model keep their jobs."""
+def test_cli_paths_are_absolute_so_a_queue_can_resume_anywhere(tmp_path, monkeypatch):
+    from studio.cli import _settings_from_args
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["batch", "--output-dir", "d", "--pose", "clips/nod.mp4",
+                                      "--emotion-source", "smile.png", "--person", "ann.safetensors"])
+    s = _settings_from_args(args)
+    assert s.sources.pose == str(tmp_path / "clips" / "nod.mp4")
+    assert s.sources.emotion_source == tmp_path / "smile.png" and s.engine.person == tmp_path / "ann.safetensors"
+
+
+V1_QUEUE = """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta VALUES ('schema_version', '1');
+    CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, identity TEXT NOT NULL, audio TEXT NOT NULL,
+        output TEXT NOT NULL UNIQUE, engine TEXT NOT NULL, pose TEXT NOT NULL, emotion TEXT NOT NULL,
+        fps REAL NOT NULL, video_fit TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
+        error TEXT NOT NULL DEFAULT '', hint TEXT NOT NULL DEFAULT '', progress REAL NOT NULL DEFAULT 0,
+        pid INTEGER, attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, started_at REAL,
+        finished_at REAL, elapsed_s REAL, duration_s REAL, frames INTEGER);
+    INSERT INTO jobs (identity, audio, output, engine, pose, emotion, fps, video_fit, status, created_at)
+        VALUES ('/m/a.jpg', '/m/b.wav', '/o/a__b.mp4', 'lite', 'nod', 'happy:0.4', 12, 'trim', 'done', 1.0);
+    INSERT INTO jobs (identity, audio, output, engine, pose, emotion, fps, video_fit, created_at)
+        VALUES ('/m/c.jpg', '/m/b.wav', '/o/c__b.mp4', 'neural', 'clips/nod.mp4', 'joy', 500, 'loop', 2.0);
+"""
+
+
+def _v1_queue(folder: Path) -> Path:
     import sqlite3
 
     from studio.app.batch import queue_path
 
-    path = queue_path(tmp_path)
+    path = queue_path(folder)
     con = sqlite3.connect(path)
-    con.executescript("""
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        INSERT INTO meta VALUES ('schema_version', '1');
-        CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, identity TEXT NOT NULL, audio TEXT NOT NULL,
-            output TEXT NOT NULL UNIQUE, engine TEXT NOT NULL, pose TEXT NOT NULL, emotion TEXT NOT NULL,
-            fps REAL NOT NULL, video_fit TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
-            error TEXT NOT NULL DEFAULT '', hint TEXT NOT NULL DEFAULT '', progress REAL NOT NULL DEFAULT 0,
-            pid INTEGER, attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, started_at REAL,
-            finished_at REAL, elapsed_s REAL, duration_s REAL, frames INTEGER);
-        INSERT INTO jobs (identity, audio, output, engine, pose, emotion, fps, video_fit, status, created_at)
-            VALUES ('/m/a.jpg', '/m/b.wav', '/o/a__b.mp4', 'lite', 'nod', 'happy:0.4', 12, 'trim', 'done', 1.0);
-    """)
+    con.executescript(V1_QUEUE)
     con.commit()
     con.close()
-    job = BatchQueue(tmp_path).jobs()[0]
-    s = job.settings
-    assert (job.identity, job.status, job.video_fit) == (Path("/m/a.jpg"), "done", "trim")
+    return path
+
+
+def test_a_schema_1_batch_queue_resumes_with_its_values(tmp_path):
+    """Queues written before the settings were one model keep their jobs, and every value as it was: an
+    invalid one still fails its own job when it runs (schema 1 checked them then), a relative pose video
+    stays relative."""
+    _v1_queue(tmp_path)
+    done, bad = BatchQueue(tmp_path).jobs()
+    s = done.settings
+    assert (done.identity, done.status, done.video_fit) == (Path("/m/a.jpg"), "done", "trim")
     assert (s.fps, s.sources.pose, s.sources.emotion, s.sources.emotion_intensity) == (12.0, "nod", "happy", 0.4)
+    b = bad.settings
+    assert (b.engine.name, b.sources.pose, b.sources.emotion, b.fps) == ("neural", "clips/nod.mp4", "joy", 500.0)
+    with pytest.raises(ConfigError, match="invalid fps"):
+        b.check_values()
+    assert len(BatchQueue(tmp_path).jobs()) == 2  # opening again: already migrated
+
+
+def test_an_interrupted_queue_migration_leaves_the_old_queue(tmp_path, monkeypatch):
+    from studio.app import batch as batch_mod
+
+    _v1_queue(tmp_path)
+    calls = {"n": 0}
+    real = batch_mod.RenderSettings.with_values
+
+    def interrupted(self, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:  # after the table was renamed and the first job copied
+            raise KeyboardInterrupt
+        return real(self, **kw)
+
+    monkeypatch.setattr(batch_mod.RenderSettings, "with_values", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        BatchQueue(tmp_path)
+    monkeypatch.setattr(batch_mod.RenderSettings, "with_values", real)
+    jobs = BatchQueue(tmp_path).jobs()  # the next run migrates it whole
+    assert [j.output.name for j in jobs] == ["a__b.mp4", "c__b.mp4"]
 
 
 def test_project_fields_follow_the_settings(tmp_path):
@@ -162,6 +215,17 @@ def test_project_fields_follow_the_settings(tmp_path):
     assert project.values(["mouth", "range_s"]) == {"mouth": "directions", "range_s": None}
     with pytest.raises(ConfigError):
         ProjectState().with_values(lips=1)
+
+
+def test_a_damaged_project_is_a_clear_error(tmp_path):
+    from studio.core.errors import InputError
+
+    bad = tmp_path / "bad.talkproj"
+    for text in ('{"schema_version": 1, "export": "x"}', '{"schema_version": 2, "settings": {"engine": {"name": null}}}',
+                 '{"schema_version": 2, "settings": {"fps": "fast"}}'):
+        bad.write_text(text)
+        with pytest.raises(InputError, match="invalid field"):
+            Project.load(bad)
 
 
 def test_media_kinds_are_one_list():

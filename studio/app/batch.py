@@ -7,7 +7,7 @@ speech file into one MP4.
 
 - Jobs come from a CSV (:func:`jobs_from_csv`) or from every identity x speech pair of two folders
   (:func:`jobs_from_folders`); outputs are named ``IDENTITY__SPEECH.mp4`` unless the CSV names them.
-- :func:`run_batch` is a generator of :class:`BatchEvent` and finally one :class:`BatchReport`: it recovers
+- :func:`run_batch` is a generator of :class:`BatchEvent` that returns a :class:`BatchReport`: it recovers
   jobs left ``running`` by a process that died (their ``.partial`` files are removed), skips finished jobs
   whose output still verifies as a complete MP4 (:func:`verify_output`), records a failing job's error and
   hint and goes on with the others, and writes a JSON report.
@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     duration_s REAL, frames INTEGER
 );
 """
+_SCHEMA_STATEMENTS = [s.strip() for s in _SCHEMA.split(";") if s.strip()]
 
 
 # ---------------------------------------------------------------------------------------------- jobs
@@ -143,23 +144,29 @@ def _check_fit(fit: str) -> str:
 
 
 def row_settings(row: dict[str, str], base: RenderSettings, folder: Path, *, where: str = "") -> RenderSettings:
-    """``base`` with the non-blank render-setting cells of one CSV row (or batch edit) applied.
+    """``base`` with the non-blank render-setting cells of one CSV row applied (see :func:`apply_settings`)."""
+    return apply_settings(base, {k: v for k, v in row.items() if k in FLAT_NAMES and v != ""}, folder, where=where)
 
-    ``emotion`` takes ``NAME`` or ``NAME:INTENSITY``; a pose video, an emotion source and a person file
-    are resolved against ``folder`` when relative. Raises ConfigError (prefixed with ``where``) for a value
-    that does not parse or is invalid.
+
+def apply_settings(base: RenderSettings, changes: dict, folder: Path, *, where: str = "") -> RenderSettings:
+    """``base`` with flat render settings replaced (a CSV row's cells, a batch edit).
+
+    ``emotion`` takes ``NAME`` or ``NAME:INTENSITY``; a pose video, an emotion source and a person file are
+    resolved against ``folder`` when relative; None clears an optional setting (transcript, emotion source,
+    person). Raises ConfigError (prefixed with ``where``) for a value that does not parse or is invalid.
     """
-    changes: dict[str, str | Path | float] = {k: v for k, v in row.items() if k in FLAT_NAMES and v != ""}
+    changes = dict(changes)
     try:
-        if "emotion" in changes:
+        if changes.get("emotion") is not None:
             name, level = parse_emotion(str(changes["emotion"]))
             changes["emotion"] = name
             if level is not None and "emotion_intensity" not in changes:
                 changes["emotion_intensity"] = level
-        if "pose" in changes and not is_pose_preset(str(changes["pose"])):
+        if changes.get("pose") is not None and not is_pose_preset(str(changes["pose"])):
             changes["pose"] = str(_resolve(str(changes["pose"]), folder))
         for name in PATH_NAMES & changes.keys():
-            changes[name] = _resolve(str(changes[name]), folder)
+            if changes[name] not in (None, ""):
+                changes[name] = _resolve(str(changes[name]), folder)
         settings = base.with_values(**changes)
         # source files and models are checked when the job runs: a missing one fails that job only
         settings.check_values()
@@ -240,18 +247,26 @@ def _settings_json(settings: RenderSettings) -> str:
 
 
 def _migrate_queue_1_to_2(con: sqlite3.Connection) -> None:
-    """Schema 1 kept engine, pose, emotion and fps as columns: fold them into the ``settings`` JSON."""
+    """Schema 1 kept engine, pose, emotion and fps as columns: fold them into the ``settings`` JSON (inside
+    the caller's transaction). Values are carried over as they were, unchecked (schema 1 checked them when
+    the job ran, so an invalid one still fails its job with the reason), and a relative pose video stays
+    relative (it was read from the working folder)."""
     con.execute("ALTER TABLE jobs RENAME TO jobs_v1")
-    con.executescript(_SCHEMA)
-    old = [dict(zip([c[0] for c in cur.description], r))
-           for cur in [con.execute("SELECT * FROM jobs_v1")] for r in cur.fetchall()]
-    keep = [c for c in old[0] if c not in ("engine", "pose", "emotion", "fps")] if old else []
+    for statement in _SCHEMA_STATEMENTS:
+        con.execute(statement)
+    cur = con.execute("SELECT * FROM jobs_v1")
+    names = [c[0] for c in cur.description]
+    old = [dict(zip(names, r)) for r in cur.fetchall()]
+    keep = [c for c in names if c not in ("engine", "pose", "emotion", "fps")]
     for row in old:
         try:
-            settings = row_settings({"engine": row["engine"], "pose": row["pose"], "emotion": row["emotion"],
-                                     "fps": str(row["fps"])}, RenderSettings(), Path("/"))
+            emotion, level = parse_emotion(row["emotion"])
         except ConfigError:
-            settings = RenderSettings()
+            emotion, level = str(row["emotion"]), None
+        values = {"engine": row["engine"], "pose": row["pose"], "emotion": emotion, "fps": row["fps"]}
+        if level is not None:
+            values["emotion_intensity"] = level
+        settings = RenderSettings().with_values(**values)
         cols = keep + ["settings"]
         con.execute(f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                     (*[row[c] for c in keep], _settings_json(settings)))
@@ -381,19 +396,31 @@ class BatchQueue:
                 raise OutputError(f"cannot create the output folder {self.output_dir}: {exc.strerror or exc}",
                                   "choose a folder you can write to") from None
         try:
-            with self._connect() as con:
+            con = self._connect()
+            try:
                 con.execute("PRAGMA journal_mode=WAL")
-                row = None
-                if con.execute("SELECT name FROM sqlite_master WHERE name='meta'").fetchone() is not None:
-                    row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                version = int(row[0]) if row is not None else None
-                if version is not None and version > SCHEMA_VERSION:
-                    raise ConfigError(f"the batch queue {self.path} was written by a newer version of the studio",
-                                      "update Talking Head Studio, or use another output folder")
-                if version == 1:
-                    _migrate_queue_1_to_2(con)
-                con.executescript(_SCHEMA)
-                con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                # one transaction: a queue is migrated whole or not at all, by one process (another one
+                # opening the same queue waits, then sees the new version)
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    row = None
+                    if con.execute("SELECT name FROM sqlite_master WHERE name='meta'").fetchone() is not None:
+                        row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                    version = int(row[0]) if row is not None else None
+                    if version is not None and version > SCHEMA_VERSION:
+                        raise ConfigError(f"the batch queue {self.path} was written by a newer version of the "
+                                          "studio", "update Talking Head Studio, or use another output folder")
+                    if version == 1:
+                        _migrate_queue_1_to_2(con)
+                    for statement in _SCHEMA_STATEMENTS:
+                        con.execute(statement)
+                    con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            finally:
+                con.close()
         except sqlite3.Error as exc:
             raise OutputError(f"cannot open the batch queue {self.path}: {exc}",
                               "check that the output folder is writable; delete the file to start afresh") from None
@@ -496,8 +523,7 @@ class BatchQueue:
             raise ConfigError(f"{job.output.name} is being rendered", "pause or cancel the batch first")
         flat = {k: spec.pop(k) for k in list(spec) if k in FLAT_NAMES}
         if flat:
-            spec["settings"] = _settings_json(row_settings({k: str(v) for k, v in flat.items()}, job.settings,
-                                                           self.output_dir))
+            spec["settings"] = _settings_json(apply_settings(job.settings, flat, self.output_dir))
         if "video_fit" in spec:
             _check_fit(spec["video_fit"])
         if "output" in spec:
@@ -606,9 +632,10 @@ class BatchEvent:
     Attributes:
         kind: "start", "progress", "notice", "done", "skipped", "failed" or "cancelled".
         job: the job's state after the event. index: its position among the jobs this run handles (0-based);
-        total: how many this run handles. fraction: the job's own progress [0, 1]; stage, message: detail.
-        overall: the whole run's progress [0, 1] (weighted by speech length). eta_s: estimated seconds
-        left for the run (None until measurable).
+        total: how many this run handles. fraction: the job's own progress [0, 1]; stage, message: detail
+        (for a notice, stage is its level: "warning" or "note"). overall: the whole run's progress [0, 1]
+        (weighted by speech length; never decreases within a run). eta_s: estimated seconds left for the
+        run (None until measurable).
     """
 
     kind: str
@@ -758,6 +785,7 @@ def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: Canc
         ran.append(job.id)
         yield BatchEvent("start", job, index, total, 0.0, "start", "", done_w / total_w, eta(done_w / total_w))
         last_write = 0.0
+        fraction = 0.0  # the running job's progress so far: notices and a cancel report it, not 0
         try:
             events = _job_events(job, cancel=cancel)
             while True:  # the job's events become batch events; its return value is the result
@@ -767,6 +795,7 @@ def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: Canc
                     result: Done = stop.value
                     break
                 if isinstance(ev, Progress):
+                    fraction = ev.fraction
                     overall = (done_w + w * ev.fraction) / total_w
                     now = time.perf_counter()
                     if now - last_write >= _PROGRESS_WRITE_S:
@@ -775,8 +804,9 @@ def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: Canc
                     yield BatchEvent("progress", job, index, total, ev.fraction, ev.stage, ev.message, overall,
                                      eta(overall))
                 elif isinstance(ev, Notice):
-                    yield BatchEvent("notice", job, index, total, 0.0, ev.level, ev.message, done_w / total_w,
-                                     eta(done_w / total_w))
+                    overall = (done_w + w * fraction) / total_w
+                    yield BatchEvent("notice", job, index, total, fraction, ev.level, ev.message, overall,
+                                     eta(overall))
             cancel.raise_if_cancelled()
             reason = verify_output(job.output, expected_s=result.duration_s, fps=result.fps)
             if reason is not None:
@@ -805,8 +835,8 @@ def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: Canc
                 raise
             stopped = "cancelled"
             work_t += time.perf_counter() - t_job
-            yield BatchEvent("cancelled", queue.get(job.id), index, total, 0.0, "", "cancelled",
-                             done_w / total_w, None)
+            yield BatchEvent("cancelled", queue.get(job.id), index, total, fraction, "", "cancelled",
+                             (done_w + w * fraction) / total_w, None)
             break
         except Exception as exc:  # noqa: BLE001 - one broken job must not stop the others
             log.error("batch job %s failed:\n%s", job.output.name, traceback.format_exc())

@@ -1,7 +1,7 @@
 """Identity inspection for the studio: photo or short video -> image, faces, aligned crop, problems.
 
-:func:`inspect_identity` is a generator (Progress events, then one :class:`IdentityInfo`) so the GUI can
-run it in a worker. A user-correctable problem (no face, face too small, index out of range) does not
+:func:`inspect_identity` is a long job (Progress events; it returns an :class:`IdentityInfo`) so the GUI
+can run it in a worker. A user-correctable problem (no face, face too small, index out of range) does not
 raise: it comes back in ``IdentityInfo.problem`` together with the image, so the panel can show the photo
 and say what to do. For a video, the sharpest frontal frame of its first seconds is used and written as a
 PNG into the cache folder, because the render pipeline takes an image file.

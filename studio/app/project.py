@@ -35,7 +35,7 @@ PROJECT_SUFFIX = ".talkproj"
 
 #: Fields whose change requires the speech analysis / control track to be rebuilt (``prepare``): the
 #: identity and speech, and every render setting (by its flat name) except the encoder's.
-PREPARE_FIELDS = frozenset({"identity", "identity_frame_s", "audio"}
+PREPARE_FIELDS = frozenset({"identity", "identity_frame_s", "audio", "settings"}
                            | (set(FLAT_NAMES) - {"crf", "preset"}))
 
 #: Export resolutions: name -> maximum output height in pixels (None = the photo's own size).
@@ -272,10 +272,12 @@ def read_project_file(path: Path) -> tuple[ProjectState, dict[str, Any]]:
         raise InputError(f"cannot read the project {path}: {exc}", "the file is damaged or not a project") from None
     if not isinstance(data, dict):
         raise InputError(f"{path} is not a Talking Head Studio project", "open a .talkproj file")
-    data = migrate(data, source=str(path))
-    base = Path(data.get("base_dir") or path.parent)
     try:
+        data = migrate(data, source=str(path))
+        base = Path(data.get("base_dir") or path.parent)
         return state_from_dict(data, base), data
+    except InputError:
+        raise
     except StudioError as exc:
         raise InputError(f"the project {path} has an invalid field: {exc.message}", "the file is damaged") from None
     except (TypeError, ValueError, KeyError, AttributeError) as exc:

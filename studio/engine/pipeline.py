@@ -155,6 +155,7 @@ class Session:
         if row is None:
             stop = min(self.n_frames, k + len(self._buffer))
             frames = list(range(k, stop))
+            self._rows = {}  # the buffer is being overwritten: nothing in it is valid if render fails
             self.engine.render(self.prepared, self.controls, frames, out=self._buffer[:len(frames)])
             self._rows = {j: i for i, j in enumerate(frames)}
             row = 0

@@ -12,7 +12,8 @@ face to animate and the transcript. Everything else derives from it:
   its own ``schema_version``.
 
 Every setting also has one *flat name* (its field name: ``pose``, ``crf``, ``mouth``; the engine's name is
-``engine``), unique across the groups: the name of its CLI option, project field and CSV column.
+``engine``), unique across the groups: the name of its project field and CSV column, and of its CLI option
+(``--pose-source`` is also ``--pose``; an emotion's intensity is given as ``--emotion NAME:INTENSITY``).
 """
 
 from __future__ import annotations
@@ -122,6 +123,9 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"invalid {name.replace('_', ' ')} {value!r}", "give a number") from None
     if name in PATH_NAMES or name == "transcript":
         return None if value in (None, "") else (Path(value) if name in PATH_NAMES else str(value))
+    if value is None:
+        raise ConfigError(f"the {name.replace('_', ' ')} setting cannot be empty",
+                          f"give a value (default: {RenderSettings().value(name)})")
     return str(value)
 
 

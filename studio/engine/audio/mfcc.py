@@ -43,6 +43,12 @@ N_FFT = 512
 FRAME_LEN = 400  # samples (25 ms) per analysis frame
 
 
+#: where frame f's window is centred: "interval" = the middle of its interval, (f + 0.5)/fps (the studio's
+#: timing convention); "start" = f/fps, what models and datasets made before that convention used (their
+#: stored config has no ``window_centre``: :meth:`MfccConfig.from_dict` reads them as "start")
+WINDOW_CENTRES = ("interval", "start")
+
+
 @dataclass(frozen=True)
 class MfccConfig:
     """The feature parameters (stored with a trained model so inference computes the same features)."""
@@ -56,9 +62,20 @@ class MfccConfig:
     n_fft: int = N_FFT
     frame_len: int = FRAME_LEN
     normalize: bool = True
+    window_centre: str = "interval"
 
-    def to_dict(self) -> dict[str, float | int | bool]:
+    def to_dict(self) -> dict[str, float | int | bool | str]:
         return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MfccConfig":
+        """The config stored with a model or dataset; unknown keys are ignored, and a config stored before
+        ``window_centre`` existed is read as "start" (the features it was made with)."""
+        known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
+        known.setdefault("window_centre", "start")
+        if known["window_centre"] not in WINDOW_CENTRES:
+            raise ValueError(f"unknown MFCC window centre {known['window_centre']!r}")
+        return cls(**known)
 
 
 def _mel_basis(cfg: MfccConfig) -> np.ndarray:
@@ -104,7 +121,7 @@ def mfcc_windows(samples: np.ndarray, sample_rate: int, n_frames: int | None = N
     step_s = cfg.window_s / cfg.n_steps
     # centre of every step of every window, in seconds then samples; frame f's window is centred on the middle
     # of its interval [f/fps, (f+1)/fps)
-    mid = (np.arange(n_frames)[:, None] + 0.5) / cfg.fps
+    mid = (np.arange(n_frames)[:, None] + (0.5 if cfg.window_centre == "interval" else 0.0)) / cfg.fps
     t = mid - cfg.window_s / 2 + (np.arange(cfg.n_steps)[None] + 0.5) * step_s
     centres = np.rint(t * cfg.sample_rate).astype(np.int64)  # (F, S)
     half = cfg.frame_len // 2

@@ -38,10 +38,9 @@ from studio.engine.eval.metrics import lip_gap, lmd, mouth_points, pearson, psnr
 from studio.engine.face.align import ffhq_alignment
 from studio.engine.face.detect import FaceLandmarks, FaceTracker
 from studio.engine.pipeline import check_settings, prepare
-from studio.engine.settings import RenderSettings
+from studio.engine.settings import ENGINE_NAMES, RenderSettings
 
 CROP = 256
-ENGINES = ("lite", "neural")
 FRAME_METRICS = ("psnr", "ssim", "lmd", "lip_gap_r")
 NETWORK_METRICS = ("lse_c", "lse_d", "lse_offset", "fid")
 PROTOCOL = (
@@ -265,8 +264,7 @@ def evaluate_video(path: Path, *, engine: str = "lite", identity_frame: int = 0,
         networks: the optional networks (:func:`load_networks`); None = none (LSE/FID left NaN).
         features_path: where to save the Inception features (``.npz``) for the pooled FID.
 
-    Yields:
-        Progress, Notices, then the :class:`VideoResult`.
+    Yields Progress and Notices; returns the :class:`VideoResult`.
 
     Raises:
         InputError: unreadable video, or identity frame beyond its end. FaceError: no face in it.
@@ -593,8 +591,8 @@ def run_eval(videos: list[Path], report_dir: Path, *, engine: str = "lite", iden
         InputError: no videos, or a path that is not a file. ConfigError: unknown engine.
         ModelError: the neural engine's models are missing (each named, as `talkstudio render` does).
     """
-    if engine not in ENGINES:
-        raise ConfigError(f"unknown engine {engine!r}", f"choose one of: {', '.join(ENGINES)}")
+    if engine not in ENGINE_NAMES:
+        raise ConfigError(f"unknown engine {engine!r}", f"choose one of: {', '.join(ENGINE_NAMES)}")
     if not videos:
         raise InputError("no videos to evaluate", "give one or more talking-head videos with sound")
     for v in videos:

@@ -225,9 +225,8 @@ def discover_directions(generator: torch.nn.Module, *, generator_sha256: str, sa
         truncation: psi toward w_avg for the samples (faces the detector can measure).
         ridge: L2 penalty of the regression, relative to the mean squared norm of the centred w.
 
-    Yields:
-        Progress, then the :class:`DirectionSet` (directions whose measure could not be fitted, e.g.
-        fewer than 8 measurable faces, are left out).
+    Yields Progress; returns the :class:`DirectionSet` (directions whose measure could not be fitted, e.g.
+    fewer than 8 measurable faces, are left out).
 
     Raises:
         ModelError: no face could be measured on any sample (not a face generator).

@@ -303,8 +303,7 @@ class NeuralEngine:
         """
         from studio.engine.audio.mfcc import MfccConfig, mfcc_windows, resample_trajectory
 
-        cfg_dict = self.audio_extras.get("mfcc") or {}
-        cfg = MfccConfig(**{k: v for k, v in cfg_dict.items() if k in MfccConfig.__dataclass_fields__})
+        cfg = MfccConfig.from_dict(self.audio_extras.get("mfcc") or {})  # the features it was trained on
         n25 = max(1, int(np.ceil(clip.duration * cfg.fps - 1e-6)))
         feats = torch.from_numpy(mfcc_windows(clip.samples, clip.sample_rate, n25, cfg)).to(self.device)
         e = self.audio_model.encoder(feats[None])

@@ -277,8 +277,7 @@ def invert_photo(image: Path, *, encoder: str | None = "auto", steps: int = 100,
         models: networks already loaded with this encoder (PTI passes its own, so nothing loads twice);
             default: loaded here.
 
-    Yields:
-        Progress, a Notice for "auto", then the :class:`Inversion`.
+    Yields Progress and a Notice for "auto"; returns the :class:`Inversion`.
 
     Raises:
         ConfigError: unknown encoder. ModelError: a needed checkpoint is not in the model store (named:

@@ -92,8 +92,7 @@ def project(generator: torch.nn.Module, target: torch.Tensor, lpips_model: torch
             default the mean latent (``latent_avg`` if given, else the mean of mapped random z).
         cancel: checked every step. monitor: progress range. seed: exploration-noise seed.
 
-    Yields:
-        Progress every few steps, then the :class:`ProjectionResult`.
+    Yields Progress every few steps; returns the :class:`ProjectionResult`.
 
     Raises:
         ConfigError: bad config or a target of the wrong size.

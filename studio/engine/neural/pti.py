@@ -179,8 +179,7 @@ def tune(generator: torch.nn.Module, targets: Sequence[torch.Tensor], pivots: Se
         config: hyper-parameters. base_sha256: informational (the checkpoint the pivots belong to).
         cancel: checked every step. monitor: progress range. seed: locality sampling seed.
 
-    Yields:
-        Progress every step, then the :class:`TuneResult`.
+    Yields Progress every step; returns the :class:`TuneResult`.
 
     Raises:
         ConfigError: no pivots, a count mismatch or wrong shapes. Cancelled.
@@ -491,9 +490,8 @@ def tune_person(image: Path | None = None, video: Path | None = None, output: Pa
         projection_steps: projection steps per pivot (after the encoder, or alone from the mean latent).
         config: further tuning options (its steps/frames/projection_steps are overridden by the arguments).
 
-    Yields:
-        Progress, a Notice for encoder "auto", then the :class:`PersonResult`. Nothing is written unless the
-        whole job completes.
+    Yields Progress and a Notice for encoder "auto"; returns the :class:`PersonResult`. Nothing is written
+    unless the whole job completes.
 
     Raises:
         ConfigError / OutputError (checked before any work), ModelError (missing checkpoints, named),

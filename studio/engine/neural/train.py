@@ -142,10 +142,14 @@ def prepare_dataset(videos: Path, output: Path, *, encoder: str = "e4e", fps: fl
     if index.get("generator_sha256", sha) != sha or index.get("encoder", encoder) != encoder:
         raise ConfigError(f"{output} was prepared with another generator or encoder",
                           "use a new dataset folder (codes of different generators do not mix)")
-    index.update({"generator_sha256": sha, "encoder": encoder, "fps": fps, "mfcc": MfccConfig().to_dict()})
+    cfg = MfccConfig(fps=fps)
+    if "mfcc" in index and MfccConfig.from_dict(index["mfcc"]) != cfg:
+        raise ConfigError(f"{output} was prepared with other MFCC features (an earlier version centred each "
+                          "window on the start of its frame, half a frame early)",
+                          "prepare into a new dataset folder (features of different settings do not mix)")
+    index.update({"generator_sha256": sha, "encoder": encoder, "fps": fps, "mfcc": cfg.to_dict()})
     enc = store.load(ENCODERS[encoder], device=dev)
     avg = enc.extras.get("latent_avg")
-    cfg = MfccConfig(fps=fps)
     skipped = frames_total = 0
     failed: dict[str, str] = {}
     for vi, path in enumerate(files):
