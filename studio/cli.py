@@ -87,6 +87,10 @@ def _add_render_settings(p: argparse.ArgumentParser, *, photos_only: str = "") -
     n.add_argument("--mouth", default=d.engine.mouth, choices=MOUTH_MODES,
                    help="what drives the mouth: the trained speech-to-latent model when installed (auto), "
                         "only that model, or mouth directions discovered in the generator (default: auto)")
+    p.add_argument("--mouth-offset-ms", type=_number(float, "mouth offset", "40"), default=d.mouth_offset_ms,
+                   metavar="MS", help="shift the mouth against the sound, -500..500 ms; positive = later (default: 0)")
+    p.add_argument("--mouth-intensity", type=_number(float, "mouth intensity", "1.2"), default=d.mouth_intensity,
+                   metavar="X", help="how far the mouth opens, spreads and rounds, 0..2 (default: 1)")
     p.add_argument("--crf", type=_number(int, "crf", "18"), default=d.encode.crf,
                    help="x264 quality 0-51, lower is better (default: 18)")
     p.add_argument("--preset", default=d.encode.preset, choices=X264_PRESETS,
@@ -128,7 +132,8 @@ def _settings_from_args(args: argparse.Namespace):
                   transcript=transcript or None, pose=pose, pose_intensity=args.pose_intensity,
                   emotion=emotion, emotion_source=absolute(args.emotion_source), blink=args.blink, crf=args.crf,
                   preset=args.preset, person=absolute(args.person), encoder=args.encoder,
-                  projection_steps=args.projection_steps, mouth=args.mouth)
+                  projection_steps=args.projection_steps, mouth=args.mouth, mouth_offset_ms=args.mouth_offset_ms,
+                  mouth_intensity=args.mouth_intensity)
     if level is not None:
         values["emotion_intensity"] = level
     settings = RenderSettings().with_values(**values)

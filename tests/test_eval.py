@@ -11,7 +11,7 @@ from conftest import load_rgb, sample
 from jobutil import run_job
 from studio.cli import main
 from studio.engine.eval.harness import EvalReport, run_eval
-from studio.engine.eval.metrics import lmd, mouth_points, pearson, psnr, ssim
+from studio.engine.eval.metrics import articulation, lmd, mouth_points, pearson, psnr, ssim
 from studio.engine.face.align import ffhq_alignment
 from studio.engine.face.detect import detect_faces
 
@@ -69,12 +69,38 @@ def test_harness_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert lite["lmd"] < static["lmd"], (lite, static)
     assert lite["lip_gap_r"] > static["lip_gap_r"] + 0.2
     assert 15 < lite["psnr"] < 45 and 0.5 < lite["ssim"] <= 1
+    for key in ("gap_err_ratio", "closure_recall", "open_range"):  # the articulation measures, per video too
+        assert lite[key] is not None and data["videos"][0]["metrics"]["lite"][key] is not None, key
+    assert data["mean"]["pooled"]["lite"]["lip_gap_r"] == pytest.approx(lite["lip_gap_r"], abs=1e-6)
+    assert "closure recall" in out and "**pooled**" in out
     assert (report / "grid_bbaf2n_lmd.png").stat().st_size > 5000
     assert (report / "grid_bbaf2n_lipgap.png").exists()
     # a second run reuses the finished video instead of rendering it again
     result, events = run_job(run_eval([video], report))
     assert any("reusing" in e.message for e in events)
     assert isinstance(result, EvalReport)
+
+
+def test_articulation_measures_on_known_tracks():
+    real = np.array([0.02, 0.02, 0.3, 0.4, 0.3, 0.02, 0.02, 0.02, 0.2, 0.3])
+    static = np.full(10, 0.15)
+    same = articulation(real, real, static)
+    assert same == {"gap_err_ratio": 0.0, "closure_recall": 1.0, "open_range": 1.0}
+    # a mouth that never closes: no closure recalled; one opening half as wide: range 0.5
+    never = articulation(real, np.maximum(real, 0.1), static)
+    assert never["closure_recall"] == 0.0 and never["gap_err_ratio"] > 0
+    assert articulation(real, real * 0.5, static)["open_range"] == pytest.approx(0.5)
+    # a closure two frames late still counts, three frames late does not (frames 0-1 and 5-7 are closed)
+    late2 = np.roll(real, 2)
+    assert articulation(real, late2, static)["closure_recall"] == 1.0
+    real3 = np.array([0.02] + [0.3] * 9)
+    assert articulation(real3, np.roll(real3, 3), static)["closure_recall"] == 0.0
+    # the static baseline's own error ratio is 1 by definition; frame indices keep the timing across gaps
+    assert articulation(real, static, static)["gap_err_ratio"] == pytest.approx(1.0)
+    gappy = articulation(real[:3], np.array([0.3, 0.3, 0.02]), static[:3], frames=np.array([0, 1, 9]))
+    assert gappy["closure_recall"] == 0.0
+    with pytest.raises(ValueError):
+        articulation(real, real[:5], static)
 
 
 def test_lite_beats_the_static_baseline_on_real_videos(tmp_path):
@@ -156,3 +182,33 @@ def test_frames_without_a_face_are_counted_and_json_has_no_nan(tmp_path, monkeyp
     assert data["videos"][0]["metrics"]["lite"]["lse_c"] is None  # not computed: null, and listed as such
     assert set(data["unavailable"]) == {"LSE-C/LSE-D", "FID"}
     assert len(r.series["lmd_lite"]) == len(r.series["t_lmd"]) < r.frames
+
+
+@pytest.mark.slow
+def test_lite_articulates_like_the_in_sync_grid_speakers():
+    """The GRID clips whose own lip gap follows their audio at lag 0 or 1 (the harness's A/V check):
+    re-synthesised from frame 0 and their soundtrack, the lite mouth must beat a still photo on LMD on each,
+    and pooled over them close where the speakers close and open as far as they do. Before the lips' rest
+    closure in pauses (first wave): closure recall 0.54, gap err/static 0.83, lip-gap r 0.39; after: 0.76,
+    0.71, 0.47 (issue 16's goals, 0.80 / 0.70 / 0.65, are not all reached yet)."""
+    from studio.core.events import drive
+    from studio.engine.eval.harness import evaluate_video
+
+    real, lite, static, frames = [], [], [], []
+    offset = 0
+    for name in ("lbbc2a", "pwij3p", "sbwe5n", "swwp2s"):
+        r = drive(evaluate_video(sample(f"video/grid_{name}.mpg"), engine="lite"))
+        m, s = r.metrics, r.series
+        assert abs(m["reference"]["av_lag_frames"]) <= 1, (name, m["reference"])
+        assert m["lite"]["lmd"] < m["static"]["lmd"], (name, m["lite"]["lmd"], m["static"]["lmd"])
+        real += s["gap_real"]
+        lite += s["gap_lite"]
+        static += s["gap_static"]
+        frames += [k + offset for k in s["t_gap"]]
+        offset += max(s["t_gap"]) + 100
+    real, lite, static = np.asarray(real), np.asarray(lite), np.asarray(static)
+    pooled = articulation(real, lite, static, np.asarray(frames))
+    assert pooled["closure_recall"] >= 0.7, pooled
+    assert pooled["gap_err_ratio"] <= 0.75, pooled
+    assert 0.8 <= pooled["open_range"] <= 1.25, pooled
+    assert pearson(real, lite) >= 0.44

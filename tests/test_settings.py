@@ -18,7 +18,8 @@ from studio.media.kinds import IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_filter, with
 
 EVERY = dict(engine="neural", fps=30.0, seed=7, face_index=1, transcript="bin blue at f two now",
              pose="nod", pose_intensity=0.5, emotion="sad", emotion_intensity=0.3, blink="off", crf=23,
-             preset="slow", encoder="psp", projection_steps=40, mouth="directions")
+             preset="slow", encoder="psp", projection_steps=40, mouth="directions", mouth_offset_ms=-40.0,
+             mouth_intensity=1.3)
 
 
 def test_flat_names_cover_every_field_once():
@@ -29,7 +30,7 @@ def test_flat_names_cover_every_field_once():
     leaves = [f.name for f in fields(RenderSettings) if f.name not in ("sources", "engine", "encode")]
     for group in (s.sources, s.engine, s.encode):
         leaves += [f.name for f in fields(group)]
-    assert names == set(FLAT_NAMES) and len(FLAT_NAMES) == len(leaves) == 17
+    assert names == set(FLAT_NAMES) and len(FLAT_NAMES) == len(leaves) == 19
     changed = s.with_values(**EVERY)
     assert {k: changed.value(k) for k in EVERY} == EVERY
     assert changed.engine.name == "neural" and changed.sources.seed == 7 and changed.encode.preset == "slow"
@@ -60,7 +61,9 @@ def test_dict_roundtrip_with_relative_paths_and_schema(tmp_path):
 @pytest.mark.parametrize("bad, match", [(dict(fps=0.5), "invalid fps"), (dict(pose_intensity=4), "pose intensity"),
                                         (dict(emotion="bored"), "unknown emotion"), (dict(crf=60), "CRF"),
                                         (dict(preset="warp"), "x264 preset"), (dict(engine="fast"), "unknown engine"),
-                                        (dict(mouth="lips"), "mouth mode"), (dict(blink="source"), "source video")])
+                                        (dict(mouth="lips"), "mouth mode"), (dict(blink="source"), "source video"),
+                                        (dict(mouth_offset_ms=900), "mouth offset"),
+                                        (dict(mouth_intensity=-1), "mouth intensity")])
 def test_invalid_values_are_named(bad, match):
     with pytest.raises(ConfigError, match=match):
         RenderSettings().with_values(**bad).validate()
@@ -72,7 +75,7 @@ def test_cli_options_are_the_settings():
     args = ["--engine", "neural", "--fps", "30", "--seed", "7", "--face-index", "1", "--transcript",
             "bin blue at f two now", "--pose-source", "nod", "--pose-intensity", "0.5", "--emotion", "Sad:0.3",
             "--blink", "off", "--crf", "23", "--preset", "slow", "--encoder", "psp", "--projection-steps", "40",
-            "--mouth", "directions"]
+            "--mouth", "directions", "--mouth-offset-ms", "-40", "--mouth-intensity", "1.3"]
     from studio.cli import _settings_from_args
 
     render = _settings_from_args(parser.parse_args(["render", "--image", "a", "--audio", "b", "--output", "c"] + args))

@@ -84,7 +84,7 @@ def test_lengths_dtypes_ranges(fps: float) -> None:
         assert np.all(arr >= lo) and np.all(arr <= hi), name
         assert not arr.flags.writeable, name
     assert len(track.visemes) == expected and set(track.visemes) <= set(VISEMES)
-    assert track.controls().shape == (expected, 5)
+    assert track.controls().shape == (expected, 6)
     # speech is present: the mouth moves and more than one shape is used
     assert track.open.max() > 0.2 and len(set(track.visemes)) >= 4
     # phones are contiguous ARPAbet segments over the clip
@@ -163,6 +163,44 @@ def test_inserted_pause_closes_mouth() -> None:
     # ... and speaks on both sides of it
     assert track.open[_frames_in(track, 0, t0)].max() > 0.2
     assert track.open[_frames_in(track, t0 + pause, t0 + pause + 1.0)].max() > 0.2
+
+
+def test_pauses_bring_the_lips_together_and_short_gaps_do_not() -> None:
+    """Real speakers close their lips in pauses (whatever a photo's own rest looks like): ``close`` rises to 1
+    in a silence of at least ``pause_s`` and is 0 again before the next sound; a short gap between words
+    (under ``pause_s``) does not close them."""
+    x, sr = _load("audio/english_short_16k_mono.wav", 0.7, 3.6)
+    cut_long, cut_short = int(1.2 * sr), int(1.9 * sr)  # both inside the first phrase
+    y = np.concatenate([x[:cut_long], np.zeros(int(0.6 * sr), np.float32), x[cut_long:cut_short],
+                        np.zeros(int(0.15 * sr), np.float32), x[cut_short:], np.zeros(int(0.6 * sr), np.float32)])
+    fps = 25.0
+    track = analyze_speech(y, sr, fps=fps)
+    t_long = cut_long / sr
+    middle = _frames_in(track, t_long + 0.25, t_long + 0.45)
+    assert track.close[middle].min() > 0.9, track.close[middle]
+    onset = _frames_in(track, t_long + 0.6, t_long + 0.7)  # the sound resumes: lips apart again
+    assert track.close[onset].max() < 0.1
+    t_short = t_long + 0.6 + (cut_short - cut_long) / sr
+    assert track.close[_frames_in(track, t_short, t_short + 0.15)].max() < 0.05
+    assert track.close[_frames_in(track, 0.5, t_long)].max() < 0.05  # speaking
+    # the silence after the last word closes them too, and a clip of silence is closed throughout
+    assert track.close[-3:].min() > 0.9
+    assert analyze_speech(np.zeros(16000, np.float32), 16000, fps=25).close[10:].min() > 0.9
+    assert analyze_speech(y, sr, fps=fps, coarticulation=Coarticulation(pause_s=2.0)).close.max() == 0.0
+
+
+def test_mouth_offset_and_intensity() -> None:
+    x, sr = _load("audio/english_short_16k_mono.wav", 0.7, 2.0)
+    track = analyze_speech(x, sr, fps=25.0)
+    later = track.adjusted(offset_ms=80.0)  # two frames at 25 fps
+    np.testing.assert_allclose(later.jaw[2:], track.jaw[:-2], atol=1e-6)
+    np.testing.assert_allclose(later.jaw[:2], track.jaw[0], atol=1e-6)
+    assert later.visemes[2:] == track.visemes[:-2] and later.phones == track.phones
+    half = track.adjusted(intensity=0.5)
+    np.testing.assert_allclose(half.jaw, track.jaw * 0.5, atol=1e-6)
+    np.testing.assert_allclose(half.spread, track.spread * 0.5, atol=1e-6)
+    np.testing.assert_array_equal(half.press, track.press)  # contacts still close
+    assert track.adjusted() is track
 
 
 # ------------------------------------------------------------------------------------------

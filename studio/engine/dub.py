@@ -44,7 +44,7 @@ from studio.media.video import FrameEncoder, read_video_frames
 
 VIDEO_FITS = ("loop", "trim")
 CROSSFADE_S = 0.4  # seconds of crossfade between the end and the start of a looped video
-MOUTH_CONTROLS = ("jaw", "open", "spread", "press", "teeth")
+MOUTH_CONTROLS = ("jaw", "open", "spread", "press", "teeth", "close")
 
 
 def is_video_identity(path: Path) -> bool:

@@ -90,15 +90,17 @@ def build_controls(mouth: MouthTrack, settings: RenderSettings, *, cancel: Cance
 
     Args:
         mouth: from :func:`~studio.engine.audio.visemes.analyze_speech`.
-        settings: pose / emotion / blink choices, seed and fps.
+        settings: pose / emotion / blink choices, seed and fps; the mouth's offset and intensity.
         cancel: polled while source videos are analysed.
 
     Returns:
         The per-frame :class:`ControlTrack` every engine consumes.
     """
     n = mouth.n_frames
+    mouth = mouth.adjusted(offset_ms=settings.mouth_offset_ms, intensity=settings.mouth_intensity)
     channels: dict[str, np.ndarray] = {
         "jaw": mouth.jaw, "open": mouth.open, "spread": mouth.spread, "press": mouth.press, "teeth": mouth.teeth,
+        "close": mouth.close,
     }
     for name, arr in source_channels(n, mouth.fps, settings.sources, energy=mouth.energy, cancel=cancel).items():
         channels[name] = channels[name] + arr if name in channels else arr

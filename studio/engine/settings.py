@@ -40,6 +40,8 @@ MOUTH_MODES = ("auto", "audio-model", "directions")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 MIN_FPS, MAX_FPS = 1.0, 120.0
 MAX_CRF = 51
+MAX_MOUTH_OFFSET_MS = 500.0
+MAX_MOUTH_INTENSITY = 2.0
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class EncodeSettings:
 
 
 _GROUPS = {"sources": SourceSettings, "engine": EngineSettings, "encode": EncodeSettings}
-_TOP = ("fps", "face_index", "transcript")
+_TOP = ("fps", "face_index", "transcript", "mouth_offset_ms", "mouth_intensity")
 #: flat name -> (group or None, field name in it)
 FLAT_NAMES: dict[str, tuple[str | None, str]] = {name: (None, name) for name in _TOP}
 for _group, _cls in _GROUPS.items():
@@ -102,7 +104,7 @@ for _group, _cls in _GROUPS.items():
         FLAT_NAMES[_flat] = (_group, _f.name)
 #: settings that are paths (stored relative to a project's folder, resolved against a CSV's folder)
 PATH_NAMES = frozenset({"emotion_source", "person"})
-_FLOATS = frozenset({"fps", "pose_intensity", "emotion_intensity"})
+_FLOATS = frozenset({"fps", "pose_intensity", "emotion_intensity", "mouth_offset_ms", "mouth_intensity"})
 _INTS = frozenset({"face_index", "seed", "crf", "projection_steps"})
 
 
@@ -137,6 +139,10 @@ class RenderSettings:
         fps: output frame rate in frames per second, 1..120 (25 = the paper's).
         face_index: which face to animate when the photo has several (0 = largest).
         transcript: optional text of the speech; enables forced alignment (more exact visemes).
+        mouth_offset_ms: shifts the mouth against the sound, milliseconds in [-500, 500] (positive: the
+            mouth moves later), for speech whose picture must lead or trail it.
+        mouth_intensity: scales how far the mouth opens, spreads and rounds, [0, 2] (1: as analysed; lip
+            contacts and pauses still close fully).
         sources: head pose, expression, blinks and their seed (:class:`SourceSettings`).
         engine: which engine and its options (:class:`EngineSettings`).
         encode: H.264 quality and speed (:class:`EncodeSettings`).
@@ -145,6 +151,8 @@ class RenderSettings:
     fps: float = 25.0
     face_index: int = 0
     transcript: str | None = None
+    mouth_offset_ms: float = 0.0
+    mouth_intensity: float = 1.0
     sources: SourceSettings = field(default_factory=SourceSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     encode: EncodeSettings = field(default_factory=EncodeSettings)
@@ -194,6 +202,12 @@ class RenderSettings:
             raise ConfigError(f"invalid fps {self.fps!r}", f"use a frame rate between {MIN_FPS:g} and {MAX_FPS:g}")
         if self.face_index < 0:
             raise ConfigError(f"invalid face index {self.face_index}", "use 0 for the largest face, 1 for the next")
+        if not np.isfinite(self.mouth_offset_ms) or abs(self.mouth_offset_ms) > MAX_MOUTH_OFFSET_MS:
+            raise ConfigError(f"invalid mouth offset {self.mouth_offset_ms} ms",
+                              f"use -{MAX_MOUTH_OFFSET_MS:g} to {MAX_MOUTH_OFFSET_MS:g} ms (positive: the mouth later)")
+        if not np.isfinite(self.mouth_intensity) or not 0.0 <= self.mouth_intensity <= MAX_MOUTH_INTENSITY:
+            raise ConfigError(f"invalid mouth intensity {self.mouth_intensity}",
+                              f"use 0 to {MAX_MOUTH_INTENSITY:g} (1 = as analysed)")
         self.engine.validate()
         self.sources.validate(check_files=False)
         self.encode.validate()
@@ -215,6 +229,7 @@ class RenderSettings:
         return {
             "schema_version": SETTINGS_SCHEMA_VERSION,
             "fps": float(self.fps), "face_index": int(self.face_index), "transcript": self.transcript,
+            "mouth_offset_ms": float(self.mouth_offset_ms), "mouth_intensity": float(self.mouth_intensity),
             "sources": {"pose": src.pose if src.pose_video is None else {"video": text(src.pose_video)},
                         "pose_intensity": float(src.pose_intensity), "emotion": src.emotion,
                         "emotion_intensity": float(src.emotion_intensity),

@@ -30,7 +30,11 @@ Pipeline (all times in seconds, so every frame rate gives the same motion):
    sound), then every control goes through two cascaded one-pole filters whose time constants
    depend on the direction: opening 50 ms (10-90 %), relaxing 100 ms, lip contacts formed in
    35 ms and released in 30 ms, rounding/spreading 80 ms.
-6. **Frames.** Frame k covers audio ``[k / fps, (k + 1) / fps)``; each control is the exact mean of
+6. **Pauses.** A silence of at least ``pause_s`` (0.3 s) brings the lips together: the ``close`` control
+   rises to 1 over ``rest_close_s`` (150 ms) and falls back ``anticipation_s`` before the next sound, so a
+   photo whose lips are parted (or smiling with its teeth showing) rests closed between phrases as real
+   speakers do (measured on the GRID clips: their lip gap sits below 0.07 of the mouth width in pauses).
+7. **Frames.** Frame k covers audio ``[k / fps, (k + 1) / fps)``; each control is the exact mean of
    the 10 ms control curve over that interval (absolute times, so no drift at any fps). Every
    M/B/P closure and F/V contact is then guaranteed to show in at least one frame (the frame it
    overlaps most): press 1 / open 0 for closures, teeth >= 0.85 for F/V.
@@ -59,8 +63,9 @@ EE); C open (EH AE, some vowels); D wide open (AA); E slightly rounded (AO ER); 
 (UW OW W); G upper teeth on lower lip (F V); H tongue raised (L).
 """
 
-CONTROLS: tuple[str, ...] = ("jaw", "open", "spread", "press", "teeth")
-"""Names of the continuous mouth controls, in the order of :data:`VISEME_TARGETS` rows."""
+CONTROLS: tuple[str, ...] = ("jaw", "open", "spread", "press", "teeth", "close")
+"""Names of the continuous mouth controls: the five of :data:`VISEME_TARGETS` rows, then ``close`` (the
+lips brought together at rest in a pause, see :class:`MouthTrack`)."""
 
 VISEME_TARGETS: dict[str, tuple[float, float, float, float, float]] = {
     #      jaw   open  spread press teeth
@@ -171,6 +176,12 @@ class Coarticulation:
             previous phone clamped to this range, (0.02, 0.06).
         min_phone_s: *decoded* phone segments shorter than this are absorbed by their longer
             neighbour (aligned or caller-given phones are kept), 0.035; M/B/P/F/V are kept.
+        pause_s: a silence at least this long relaxes the lips to a closed rest, 0.3 (real speakers close
+            their lips in pauses whatever their face's rest looks like in a photo).
+        rest_close_s: how long the lips take to come together in such a pause, 0.15; they part again
+            ``anticipation_s`` before the next sound, in ``contact_release_s``.
+        rest_close: how far they come together there, the ``close`` target in [0, 1] (1 = lips meet; less
+            leaves that share of the photo's own lip gap).
     """
 
     attack_s: float = 0.05
@@ -181,10 +192,14 @@ class Coarticulation:
     anticipation_s: float = 0.05
     occlusion_s: tuple[float, float] = (0.02, 0.06)
     min_phone_s: float = 0.035
+    pause_s: float = 0.3
+    rest_close_s: float = 0.15
+    rest_close: float = 1.0
 
     def __post_init__(self) -> None:
         values = [self.attack_s, self.release_s, self.contact_s, self.contact_release_s,
-                  self.spread_s, self.anticipation_s, self.min_phone_s, *self.occlusion_s]
+                  self.spread_s, self.anticipation_s, self.min_phone_s, self.pause_s, self.rest_close_s,
+                  self.rest_close, *self.occlusion_s]
         if not all(math.isfinite(v) and 0.0 <= v <= 2.0 for v in values):
             raise ConfigError(f"coarticulation times must be in [0, 2] s, got {self}")
         if self.occlusion_s[0] > self.occlusion_s[1]:
@@ -205,6 +220,8 @@ class MouthTrack:
         spread: [-1, 1] lip corners, -1 rounded/puckered (OO, W), +1 spread (EE).
         press: [0, 1] lips pressed together (M/B/P closure).
         teeth: [0, 1] lower lip tucked under the upper teeth (F/V).
+        close: [0, 1] lips brought together at rest (1 in pauses of at least ``Coarticulation.pause_s``),
+            whatever the photo's own rest: 1 closes a photo's parted lips without pressing them.
         energy: [0, 1] loudness: per-frame RMS in dB between the clip's speech gate (0, also
             every non-speech frame) and its speech level (1, 95th percentile of speech).
         visemes: (T,) dominant Rhubarb shape per frame, one of :data:`VISEMES`.
@@ -218,6 +235,7 @@ class MouthTrack:
     spread: np.ndarray
     press: np.ndarray
     teeth: np.ndarray
+    close: np.ndarray
     energy: np.ndarray
     visemes: tuple[str, ...]
     phones: tuple[tuple[str, float, float], ...] = field(default=())
@@ -237,8 +255,37 @@ class MouthTrack:
         """Number of frames T."""
         return len(self.visemes)
 
+    def adjusted(self, *, offset_ms: float = 0.0, intensity: float = 1.0) -> "MouthTrack":
+        """The track shifted in time and scaled, for a user who wants the mouth earlier/later or livelier.
+
+        Args:
+            offset_ms: milliseconds the mouth moves later (negative: earlier); frame k takes the controls of
+                time (k + 0.5)/fps - offset (linear interpolation; the first/last frame's values beyond the
+                ends), and each frame's viseme label from the nearest frame.
+            intensity: factor on jaw, open and spread (>= 0); press, teeth and close are kept, so lip contacts
+                and pauses still close.
+
+        Returns:
+            A new :class:`MouthTrack` (this one when both are neutral).
+        """
+        if offset_ms == 0.0 and intensity == 1.0:
+            return self
+        n = self.n_frames
+        src = np.arange(n) - offset_ms / 1000.0 * self.fps  # fractional source frame of each frame
+        k = np.arange(n)
+
+        def shift(a: np.ndarray) -> np.ndarray:
+            return np.interp(src, k, a) if n else a
+
+        vis = [self.visemes[int(np.clip(round(float(s)), 0, n - 1))] for s in src]
+        jaw, opn = shift(self.jaw) * intensity, shift(self.open) * intensity
+        return MouthTrack(fps=self.fps, jaw=np.clip(jaw, 0, 1), open=np.clip(opn, 0, 1),
+                          spread=np.clip(shift(self.spread) * intensity, -1, 1), press=shift(self.press),
+                          teeth=shift(self.teeth), close=shift(self.close), energy=self.energy, visemes=tuple(vis),
+                          phones=self.phones)  # the phones are the sound's: they keep their times
+
     def controls(self) -> np.ndarray:
-        """(T, 5) float32 array of jaw, open, spread, press, teeth (see :data:`CONTROLS`)."""
+        """(T, 6) float32 array of jaw, open, spread, press, teeth, close (see :data:`CONTROLS`)."""
         return np.stack([getattr(self, c) for c in CONTROLS], axis=1)
 
 
@@ -641,7 +688,7 @@ def analyze_speech(
     use_phones: bool = True,
     coarticulation: Coarticulation | None = None,
 ) -> MouthTrack:
-    """Per-frame mouth controls (jaw/open/spread/press/teeth), loudness and visemes for speech.
+    """Per-frame mouth controls (jaw/open/spread/press/teeth/close), loudness and visemes for speech.
 
     Args:
         samples: (N,) mono speech; float in [-1, 1], or integer PCM (int16/int32 full scale,
@@ -781,11 +828,19 @@ def analyze_speech(
         _smooth(tgt[:, 3], a_con, a_crel),  # press
         _smooth(tgt[:, 4], a_con, a_crel),  # teeth
     ]
+    # lips at rest in pauses: together from rest_close_s into a long silence, apart again ``lead`` steps
+    # before the next sound (the shapes' anticipation)
+    rest = np.zeros(n_steps)
+    p_starts, p_ends = _runs(~mask)
+    for a, b in zip(p_starts, p_ends):
+        if (b - a) * _STEP_S >= co.pause_s:
+            rest[a: max(a, b - lead - 1) if b < n_steps else b] = co.rest_close
+    curves.append(_smooth(rest, _alpha(co.rest_close_s), a_crel))
     if cancel is not None:
         cancel.raise_if_cancelled()
 
     # ---- frames
-    jaw, opn, spread, press, teeth = (_box_mean(c, n_frames, fps) for c in curves)
+    jaw, opn, spread, press, teeth, close = (_box_mean(c, n_frames, fps) for c in curves)
     vis = _dominant(ant, n_frames, fps)
     edges = _frame_bounds(n_frames, fps, 1.0)
 
@@ -824,6 +879,7 @@ def analyze_speech(
         spread=np.clip(spread, -1, 1).astype(f32),
         press=np.clip(press, 0, 1).astype(f32),
         teeth=np.clip(teeth, 0, 1).astype(f32),
+        close=np.clip(close, 0, 1).astype(f32),
         energy=energy,
         visemes=tuple(VISEMES[int(v)] for v in vis),
         phones=tuple((p, round(a, 4), round(b, 4)) for p, a, b in segs),

@@ -34,14 +34,15 @@ from studio import __version__
 from studio.core.errors import ConfigError, InputError, ModelError
 from studio.core.fileio import atomic_write_bytes, atomic_write_text
 from studio.core.events import CancelToken, Job, Notice, ProgressMonitor
-from studio.engine.eval.metrics import lip_gap, lmd, mouth_points, pearson, psnr, ssim
+from studio.engine.eval.metrics import (ARTICULATION_METRICS, CLOSED_GAP, articulation, lip_gap, lmd, mouth_points,
+                                        pearson, psnr, ssim)
 from studio.engine.face.align import ffhq_alignment
 from studio.engine.face.detect import FaceLandmarks, FaceTracker
 from studio.engine.pipeline import check_settings, prepare
 from studio.engine.settings import ENGINE_NAMES, RenderSettings
 
 CROP = 256
-FRAME_METRICS = ("psnr", "ssim", "lmd", "lip_gap_r")
+FRAME_METRICS = ("psnr", "ssim", "lmd", "lip_gap_r") + ARTICULATION_METRICS
 NETWORK_METRICS = ("lse_c", "lse_d", "lse_offset", "fid")
 PROTOCOL = (
     "Identity = frame {identity_frame} of each real video, speech = its own soundtrack, rendered by the {engine} "
@@ -49,8 +50,12 @@ PROTOCOL = (
     "FFHQ-aligned to 256x256 with their own MediaPipe landmarks. PSNR (dB) and SSIM (Gaussian 11x11, sigma 1.5, "
     "per RGB channel) on those crops; LMD = mean distance of the 20 iBUG mouth points (48-67) in crop pixels "
     "after mean-centring; lip-gap r = Pearson correlation over time of the inner-lip opening / mouth width, real "
-    "vs generated. The identity frame itself is left out of the averages; frames where either side has no face "
-    "are counted ('no face': real / generated) and left out. 'static' repeats the identity frame. "
+    "vs generated; gap err/static = mean |generated - real| lip gap over that of the static baseline; closure "
+    "recall = share of the real frames with closed lips (gap < {closed}) where the render closes within +-2 "
+    "frames; open range = 90th percentile of the generated gap over the real one (1 = the same range). The "
+    "mean row averages the videos; the pooled row computes lip-gap r and the articulation measures over the "
+    "frames of all videos at once. The identity frame itself is left out of the averages; frames where either "
+    "side has no face are counted ('no face': real / generated) and left out. 'static' repeats the identity frame. "
     "LSE-C/LSE-D: SyncNet v2 (syncnet_python) on 224x224 face crops resampled to 25 fps and 13 MFCCs of the "
     "16 kHz soundtrack (python_speech_features defaults, re-implemented), offset searched over +-15 frames; "
     "LSE-D = min of the mean distance curve, LSE-C = its median - min (Wav2Lip's protocol; face boxes from "
@@ -350,6 +355,8 @@ def evaluate_video(path: Path, *, engine: str = "lite", identity_frame: int = 0,
     for method in methods:
         m = {name: float(np.mean(v)) if v else math.nan for name, v in per[method].items()}
         m["lip_gap_r"] = pearson(gaps["real"], gaps[method]) if gaps["real"] else math.nan
+        m.update(articulation(np.asarray(gaps["real"]), np.asarray(gaps[method]), np.asarray(gaps["static"]),
+                              np.asarray(t_gap, dtype=np.int64)))
         m.update({name: math.nan for name in NETWORK_METRICS})
         metrics[method] = m
     metrics["real"] = {name: math.nan for name in ("lse_c", "lse_d", "lse_offset")}
@@ -378,8 +385,8 @@ def evaluate_video(path: Path, *, engine: str = "lite", identity_frame: int = 0,
     return VideoResult(video=str(path), frames=n, fps=float(meta.fps), identity_frame=identity_frame,
                        metrics=metrics,
                        series={f"lmd_{engine}": per[engine]["lmd"], "lmd_static": per["static"]["lmd"],
-                               "gap_real": gaps["real"], f"gap_{engine}": gaps[engine], "t_lmd": t_lmd,
-                               "t_gap": t_gap},
+                               "gap_real": gaps["real"], f"gap_{engine}": gaps[engine], "gap_static": gaps["static"],
+                               "t_lmd": t_lmd, "t_gap": t_gap},
                        settings={"engine": engine, "pose": pose, "blink": blink, "max_seconds": max_seconds},
                        no_face=no_face, fid_features=fid_file)
 
@@ -469,9 +476,10 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 def _row(name: str, method: str, frames: str, no_face: str, m: dict[str, float], frame_metrics: bool = True) -> str:
     g = m.get
     if frame_metrics:
-        cells = [_fmt(g("psnr"), 2), _fmt(g("ssim")), _fmt(g("lmd"), 2), _fmt(g("lip_gap_r"), 2)]
+        cells = [_fmt(g("psnr"), 2), _fmt(g("ssim")), _fmt(g("lmd"), 2), _fmt(g("lip_gap_r"), 2),
+                 _fmt(g("gap_err_ratio"), 2), _fmt(g("closure_recall"), 2), _fmt(g("open_range"), 2)]
     else:
-        cells = ["—"] * 4
+        cells = ["—"] * 7
     off = g("lse_offset")
     lse_d = _fmt(g("lse_d"), 2) + ("" if off is None or math.isnan(off) else f" ({off:+.0f})")
     cells += [_fmt(g("lse_c"), 2), lse_d, _fmt(g("fid"), 1) if frame_metrics else "—"]
@@ -485,8 +493,8 @@ def markdown_table(results: list[VideoResult], mean: dict[str, dict[str, float]]
     engine = results[0].engine if results else "lite"
     lines = ["# Talking Head Studio evaluation", "", f"Talking Head Studio {__version__}.", "", protocol, "",
              "| video | method | frames | no face (real/gen) | PSNR (dB) ↑ | SSIM ↑ | LMD ↓ | lip-gap r ↑ | "
-             "LSE-C ↑ | LSE-D ↓ (offset) | FID ↓ |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "gap err/static ↓ | closure recall ↑ | open range →1 | LSE-C ↑ | LSE-D ↓ (offset) | FID ↓ |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         name = Path(r.video).name
         nf = f"{r.no_face.get('real', 0)}/{r.no_face.get(r.engine, 0)}" if r.no_face else "n/a"
@@ -498,6 +506,10 @@ def markdown_table(results: list[VideoResult], mean: dict[str, dict[str, float]]
     for method in ("static", engine):
         if method in mean:
             lines.append(_row("**mean**", method, "", "", mean[method]))
+    for method in ("static", engine):
+        pooled = mean.get("pooled", {}).get(method)
+        if pooled:
+            lines.append(_row("**pooled**", method, "", "", pooled))
     lines += ["", "Reference A/V sync (real lip gap vs its own audio RMS; a best lag far from 0 means the real "
               "video is out of sync and frame-by-frame lip metrics cannot be won by any audio-driven method):", ""]
     for r in results:
@@ -538,7 +550,7 @@ def cache_key(video: Path, *, engine: str, identity_frame: int, pose: str, blink
     st = p.stat()
     payload = {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "engine": engine,
                "identity_frame": identity_frame, "pose": pose, "blink": blink, "max_seconds": max_seconds,
-               "networks": networks, "version": __version__}
+               "networks": networks, "version": __version__, "metrics": FRAME_METRICS}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -575,7 +587,30 @@ def _mean(results: list[VideoResult], engine: str) -> dict[str, dict[str, float]
             else np.zeros((0, real.shape[1]))
         mean[engine]["fid"] = fid_from_features(real, gen)
         mean["static"]["fid"] = fid_from_features(real, static)
+    mean["pooled"] = _pooled(results, engine)
     return mean
+
+
+def _pooled(results: list[VideoResult], engine: str) -> dict[str, dict[str, float]]:
+    """Lip-gap r and the articulation measures over the frames of all videos at once (frame indices offset
+    per video so closures of different videos never match). Empty when a (cached) result lacks a series."""
+    series = [r.series for r in results]
+    keys = ("gap_real", f"gap_{engine}", "gap_static", "t_gap")
+    if not series or not all(all(k in s for k in keys) for s in series):
+        return {}
+    offset, t = 0, []
+    for s in series:
+        t.append(np.asarray(s["t_gap"], dtype=np.int64) + offset)
+        offset += int(max(s["t_gap"], default=0)) + 100
+    real = np.concatenate([np.asarray(s["gap_real"], float) for s in series])
+    static = np.concatenate([np.asarray(s["gap_static"], float) for s in series])
+    frames = np.concatenate(t) if t else np.zeros(0, np.int64)
+    out = {}
+    for method, key in (("static", "gap_static"), (engine, f"gap_{engine}")):
+        gen = np.concatenate([np.asarray(s[key], float) for s in series])
+        out[method] = {"lip_gap_r": pearson(real, gen) if real.size else math.nan,
+                       **articulation(real, gen, static, frames)}
+    return out
 
 
 def run_eval(videos: list[Path], report_dir: Path, *, engine: str = "lite", identity_frame: int = 0,
@@ -598,7 +633,8 @@ def run_eval(videos: list[Path], report_dir: Path, *, engine: str = "lite", iden
     for v in videos:
         if not Path(v).is_file():
             raise InputError(f"video not found: {v}", "give existing video files")
-    check_settings(RenderSettings().with_values(engine=engine, pose=pose, blink=blink))  # names the neural engine's missing models
+    # names the neural engine's missing models
+    check_settings(RenderSettings().with_values(engine=engine, pose=pose, blink=blink))
     cancel = cancel or CancelToken()
     report_dir = Path(report_dir)
     (report_dir / "results").mkdir(parents=True, exist_ok=True)
@@ -633,7 +669,8 @@ def run_eval(videos: list[Path], report_dir: Path, *, engine: str = "lite", iden
         atomic_write_text(cache, json.dumps(_json_safe(asdict(result)), allow_nan=False))
     mean = _mean(results, engine)
     unavailable = dict(networks.unavailable)
-    protocol = PROTOCOL.format(identity_frame=identity_frame, engine=engine, pose=pose, blink=blink)
+    protocol = PROTOCOL.format(identity_frame=identity_frame, engine=engine, pose=pose, blink=blink,
+                               closed=CLOSED_GAP)
     md = report_dir / "report.md"
     js = report_dir / "report.json"
     atomic_write_text(md, markdown_table(results, mean, unavailable, protocol))

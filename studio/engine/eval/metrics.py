@@ -76,3 +76,47 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     b = np.asarray(b, dtype=np.float64) - np.mean(b)
     den = float(np.sqrt((a * a).sum() * (b * b).sum()))
     return float((a * b).sum() / den) if den > 1e-12 else 0.0
+
+
+#: a lip gap (inner-lip opening / mouth width) below this counts as closed lips
+CLOSED_GAP = 0.07
+#: articulation measures of one generated lip-gap track against the real one (see :func:`articulation`)
+ARTICULATION_METRICS = ("gap_err_ratio", "closure_recall", "open_range")
+
+
+def articulation(real: np.ndarray, generated: np.ndarray, static: np.ndarray, frames: np.ndarray | None = None,
+                 *, closed: float = CLOSED_GAP, tolerance: int = 2) -> dict[str, float]:
+    """How a generated mouth articulates against the real one, from per-frame lip gaps (:func:`lip_gap`).
+
+    Args:
+        real, generated, static: (N,) lip gaps of the real video, the render and the static baseline (the
+            identity frame repeated) on the same N frames. frames: their frame indices (default 0..N-1), so
+            frames without a face keep the timing. closed: the gap below which lips count as closed.
+        tolerance: frames either side within which a generated closure matches a real one.
+
+    Returns:
+        ``gap_err_ratio``: mean |generated - real| / mean |static - real| (< 1: closer to the real mouth than
+        a still photo; NaN when the real mouth never moves); ``closure_recall``: of the real frames with
+        closed lips, the share where the render also has closed lips within ``tolerance`` frames (NaN
+        without real closures); ``open_range``: 90th percentile of the generated gap / that of the real gap
+        (1 = the same range of opening).
+    """
+    real, generated, static = (np.asarray(x, dtype=np.float64) for x in (real, generated, static))
+    if not (real.shape == generated.shape == static.shape) or real.ndim != 1:
+        raise ValueError(f"lip-gap tracks differ in shape: {real.shape}, {generated.shape}, {static.shape}")
+    nan = float("nan")
+    if real.size == 0:
+        return dict.fromkeys(ARTICULATION_METRICS, nan)
+    idx = np.arange(real.size) if frames is None else np.asarray(frames, dtype=np.int64)
+    base = float(np.mean(np.abs(static - real)))
+    err = float(np.mean(np.abs(generated - real)))
+    gen_closed = idx[generated < closed]
+    real_closed = idx[real < closed]
+    if real_closed.size:
+        hits = [bool(gen_closed.size) and int(np.min(np.abs(gen_closed - k))) <= tolerance for k in real_closed]
+        recall = float(np.mean(hits))
+    else:
+        recall = nan
+    p90_real = float(np.percentile(real, 90))
+    return {"gap_err_ratio": err / base if base > 1e-9 else nan, "closure_recall": recall,
+            "open_range": float(np.percentile(generated, 90)) / p90_real if p90_real > 1e-9 else nan}

@@ -32,7 +32,7 @@ import numpy as np
 from studio.engine.face import topology as T
 
 # control names, in basis order
-CONTROLS = ("jaw", "open", "spread", "press", "teeth", "blink_l", "blink_r",
+CONTROLS = ("jaw", "open", "spread", "press", "teeth", "close", "blink_l", "blink_r",
             "yaw", "pitch", "roll", "tx", "ty", "scale", "smile", "brow", "brow_inner", "eyes")
 HEAD_CONTROLS = ("yaw", "pitch", "roll", "tx", "ty", "scale")
 REST_MOUTHS = ("closed", "photo")
@@ -442,7 +442,7 @@ class FaceRig:
         c[_B["upper_raise"]] = (g["open"] * pr.upper_raise_m + g["teeth"] * pr.teeth_raise_m) * M
         c[_B["lower_drop"]] = (g["open"] * pr.lower_drop_m - g["teeth"] * pr.teeth_tuck_m) * M
         opening = float(c[_B["jaw"]] + c[_B["upper_raise"]] + c[_B["lower_drop"]])
-        c[_B["close"]] = self._closure(opening, max(g["press"], g["teeth"], 0.0))
+        c[_B["close"]] = self._closure(opening, max(g["press"], g["teeth"], g["close"], 0.0))
         spread = g["spread"]
         c[_B["spread"]] = spread * pr.spread_m * M * (1.0 if spread >= 0 else 1.4) - pr.corner_in_open * max(opening, 0.0)
         c[_B["press"]] = g["press"] * pr.press_m * M
@@ -462,10 +462,11 @@ class FaceRig:
         """Coefficient of the ``close`` basis (the fraction of the photo's own lip gap taken away).
 
         ``opening`` is the gap the speech controls add at the mouth centre (pixels) and ``contact`` how far
-        the lips are pressed together or tucked under the teeth, [0, 1]. With ``rest_mouth="photo"`` the
-        centre gap is the smooth maximum of the photo's gap g0 and that opening, (g0^p + s^p)^(1/p): the
-        photo's parted lips stay as they are at rest and while speech asks for less, and open shapes wider
-        than them open further; contacts still close the lips completely.
+        the lips are pressed together, tucked under the teeth or brought together at rest in a pause (the
+        ``close`` control), [0, 1]. With ``rest_mouth="photo"`` the centre gap is the smooth maximum of the
+        photo's gap g0 and that opening, (g0^p + s^p)^(1/p): the photo's parted lips stay as they are while
+        speech asks for less, and open shapes wider than them open further; contacts and pauses still close
+        the lips completely.
         """
         g0 = self.gap0
         if self.rest_mouth == "closed" or g0 < 1.0:
