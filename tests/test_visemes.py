@@ -196,6 +196,14 @@ def test_mouth_offset_and_intensity() -> None:
     np.testing.assert_allclose(later.jaw[2:], track.jaw[:-2], atol=1e-6)
     np.testing.assert_allclose(later.jaw[:2], track.jaw[0], atol=1e-6)
     assert later.visemes[2:] == track.visemes[:-2] and later.phones == track.phones
+    # a fractional offset still shows every lip closure and F/V contact whole, in the frame its time falls in
+    contacts = np.flatnonzero(track.press >= 0.99)
+    assert contacts.size >= 1
+    for ms in (10.0, 20.0, -30.0):
+        shifted = track.adjusted(offset_ms=ms, intensity=2.0)
+        moved = np.floor(contacts + ms / 1000.0 * 25.0 + 0.5).astype(int)
+        moved = moved[(moved >= 0) & (moved < track.n_frames)]
+        assert (shifted.press[moved] >= 0.99).all() and (shifted.open[moved] <= track.open[contacts].max() + 1e-6).all()
     half = track.adjusted(intensity=0.5)
     np.testing.assert_allclose(half.jaw, track.jaw * 0.5, atol=1e-6)
     np.testing.assert_allclose(half.spread, track.spread * 0.5, atol=1e-6)

@@ -179,7 +179,8 @@ def jobs_from_csv(path: Path, output_dir: Path, *, defaults: JobSpec | None = No
     """Read jobs from a CSV with a header row.
 
     Columns (:data:`CSV_COLUMNS`): identity, audio (required), output, video_fit, and any render setting
-    by its flat name (engine, fps, pose, pose_intensity, emotion, emotion_intensity, emotion_source, blink,
+    by its flat name (engine, fps, mouth_offset_ms, mouth_intensity, pose, pose_intensity, emotion,
+    emotion_intensity, emotion_source, blink,
     seed, transcript, face_index, crf, preset, person, encoder, projection_steps, mouth); a blank cell means
     the default from ``defaults``. identity, audio, a pose video, an emotion source and a person file are
     resolved against the CSV's folder when relative; output against ``output_dir`` (default
@@ -490,7 +491,8 @@ class BatchQueue:
                     ids.append(row["id"])
                     if row["status"] == "running" and _pid_alive(row["pid"]) and row["pid"] != os.getpid():
                         continue
-                    same = tuple(row[k] for k in ("identity", "audio", "settings", "video_fit")) == values
+                    stored = _settings_json(RenderSettings.from_dict(json.loads(row["settings"])))  # older rows lack
+                    same = (row["identity"], row["audio"], stored, row["video_fit"]) == values  # newer keys
                     if same and not overwrite:
                         continue
                     con.execute("UPDATE jobs SET identity=?, audio=?, settings=?, video_fit=?, "
@@ -685,7 +687,8 @@ def _job_events(job: Job, *, cancel: CancelToken) -> LongJob[Done]:
         if settings.engine.name != "lite":
             raise ConfigError(f"the {settings.engine.name} engine cannot re-voice videos", "use the lite engine")
         dub = DubSettings(fit=job.video_fit, face_index=settings.face_index, transcript=settings.transcript,
-                          crf=settings.encode.crf, preset=settings.encode.preset)
+                          crf=settings.encode.crf, preset=settings.encode.preset,
+                          mouth_offset_ms=settings.mouth_offset_ms, mouth_intensity=settings.mouth_intensity)
         return dub_video(job.identity, job.audio, job.output, dub, cancel=cancel)
     return render(RenderRequest(image=job.identity, audio=job.audio, output=job.output, settings=settings),
                   cancel=cancel)

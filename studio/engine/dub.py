@@ -205,7 +205,8 @@ class DubSettings:
         fit: "loop" (repeat a shorter video with a crossfade; output = speech length) or "trim" (never
             repeat: output = the shorter of video and speech).
         face_index: which face to re-voice (0 = largest). transcript: optional text of the speech.
-        crf, preset: x264 quality and speed preset.
+        crf, preset: x264 quality and speed preset. mouth_offset_ms, mouth_intensity: as the render
+            settings of the same names (the mouth later / livelier than analysed).
     """
 
     fit: str = "loop"
@@ -213,6 +214,8 @@ class DubSettings:
     transcript: str | None = None
     crf: int = 18
     preset: str = "veryfast"
+    mouth_offset_ms: float = 0.0
+    mouth_intensity: float = 1.0
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for an unknown fit or a negative face index."""
@@ -362,7 +365,8 @@ def dub_video(video: Path, audio: Path, output: Path, settings: DubSettings = Du
     speech_mon = monitor.sub(0.35, 0.4)
     yield speech_mon.event("speech", 0, 1, "analysing the speech")
     mouth = analyze_speech(clip.samples, clip.sample_rate, fps=fps, n_frames=n_out,
-                           transcript=settings.transcript, cancel=cancel)
+                           transcript=settings.transcript, cancel=cancel).adjusted(
+        offset_ms=settings.mouth_offset_ms, intensity=settings.mouth_intensity)
     yield speech_mon.event("speech", 1, 1, "speech analysed")
     t_speech = time.perf_counter() - t0 - t_track
     a, b, w = frame_plan(tracked.n_frames, n_out, crossfade=round(CROSSFADE_S * fps))

@@ -199,9 +199,11 @@ class Coarticulation:
     def __post_init__(self) -> None:
         values = [self.attack_s, self.release_s, self.contact_s, self.contact_release_s,
                   self.spread_s, self.anticipation_s, self.min_phone_s, self.pause_s, self.rest_close_s,
-                  self.rest_close, *self.occlusion_s]
+                  *self.occlusion_s]
         if not all(math.isfinite(v) and 0.0 <= v <= 2.0 for v in values):
             raise ConfigError(f"coarticulation times must be in [0, 2] s, got {self}")
+        if not (math.isfinite(self.rest_close) and 0.0 <= self.rest_close <= 1.0):
+            raise ConfigError(f"rest_close is a fraction in [0, 1], got {self.rest_close}")
         if self.occlusion_s[0] > self.occlusion_s[1]:
             raise ConfigError(f"occlusion_s must be (min, max), got {self.occlusion_s}")
 
@@ -271,17 +273,28 @@ class MouthTrack:
         if offset_ms == 0.0 and intensity == 1.0:
             return self
         n = self.n_frames
-        src = np.arange(n) - offset_ms / 1000.0 * self.fps  # fractional source frame of each frame
+        shift_frames = offset_ms / 1000.0 * self.fps
+        src = np.arange(n) - shift_frames  # fractional source frame of each frame
         k = np.arange(n)
 
         def shift(a: np.ndarray) -> np.ndarray:
-            return np.interp(src, k, a) if n else a
+            return np.interp(src, k, a) if n else np.asarray(a, np.float64)
 
-        vis = [self.visemes[int(np.clip(round(float(s)), 0, n - 1))] for s in src]
+        nearest = np.clip(np.floor(src + 0.5), 0, max(n - 1, 0)).astype(np.int64)
+        vis = [self.visemes[int(j)] for j in nearest] if n else []
         jaw, opn = shift(self.jaw) * intensity, shift(self.open) * intensity
+        press, teeth = shift(self.press), shift(self.teeth)
+        # interpolation would blend away the one frame a closure or an F/V contact is guaranteed: move those
+        # frames whole to the frame their time falls in, with the contact's own opening
+        for j in np.flatnonzero((self.press >= 0.99) | (self.teeth >= 0.85)):
+            t = int(np.floor(j + shift_frames + 0.5))
+            if 0 <= t < n:
+                press[t], teeth[t] = max(press[t], self.press[j]), max(teeth[t], self.teeth[j])
+                opn[t], jaw[t] = min(opn[t], self.open[j]), min(jaw[t], self.jaw[j])
+                vis[t] = self.visemes[j]
         return MouthTrack(fps=self.fps, jaw=np.clip(jaw, 0, 1), open=np.clip(opn, 0, 1),
-                          spread=np.clip(shift(self.spread) * intensity, -1, 1), press=shift(self.press),
-                          teeth=shift(self.teeth), close=shift(self.close), energy=self.energy, visemes=tuple(vis),
+                          spread=np.clip(shift(self.spread) * intensity, -1, 1), press=press, teeth=teeth,
+                          close=shift(self.close), energy=self.energy, visemes=tuple(vis),
                           phones=self.phones)  # the phones are the sound's: they keep their times
 
     def controls(self) -> np.ndarray:
@@ -629,14 +642,15 @@ def _alpha(rise_s: float) -> float:
     return 1.0 - math.exp(-_STEP_S / tau)
 
 
-def _smooth(target: np.ndarray, up: np.ndarray | float, down: np.ndarray | float) -> np.ndarray:
-    """Two cascaded one-pole filters; per-step coefficient ``up`` when rising, ``down`` falling."""
+def _smooth(target: np.ndarray, up: np.ndarray | float, down: np.ndarray | float, *,
+            start: float = 0.0) -> np.ndarray:
+    """Two cascaded one-pole filters from ``start``; per-step coefficient ``up`` when rising, ``down`` falling."""
     n = len(target)
     up_a = np.broadcast_to(np.asarray(up, np.float64), (n,)).tolist()
     dn_a = np.broadcast_to(np.asarray(down, np.float64), (n,)).tolist()
     x = target.tolist()
     out = [0.0] * n
-    s1 = s2 = 0.0
+    s1 = s2 = float(start)
     for i in range(n):
         t = x[i]
         s1 += (up_a[i] if t > s1 else dn_a[i]) * (t - s1)
@@ -835,7 +849,8 @@ def analyze_speech(
     for a, b in zip(p_starts, p_ends):
         if (b - a) * _STEP_S >= co.pause_s:
             rest[a: max(a, b - lead - 1) if b < n_steps else b] = co.rest_close
-    curves.append(_smooth(rest, _alpha(co.rest_close_s), a_crel))
+    # a clip that starts in a pause starts closed (rather than closing over its first frames)
+    curves.append(_smooth(rest, _alpha(co.rest_close_s), a_crel, start=float(rest[0]) if n_steps else 0.0))
     if cancel is not None:
         cancel.raise_if_cancelled()
 

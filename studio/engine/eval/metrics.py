@@ -96,9 +96,10 @@ def articulation(real: np.ndarray, generated: np.ndarray, static: np.ndarray, fr
 
     Returns:
         ``gap_err_ratio``: mean |generated - real| / mean |static - real| (< 1: closer to the real mouth than
-        a still photo; NaN when the real mouth never moves); ``closure_recall``: of the real frames with
+        a still photo; NaN when the static baseline equals the real gap on every frame); ``closure_recall``: of the real frames with
         closed lips, the share where the render also has closed lips within ``tolerance`` frames (NaN
-        without real closures); ``open_range``: 90th percentile of the generated gap / that of the real gap
+        without real closures; it has no precision counterpart, so a mouth that never opens scores 1 when
+        the identity frame's lips are closed: read it beside lip-gap r and the error); ``open_range``: 90th percentile of the generated gap / that of the real gap
         (1 = the same range of opening).
     """
     real, generated, static = (np.asarray(x, dtype=np.float64) for x in (real, generated, static))

@@ -53,7 +53,7 @@ class LiteEngine:
     Args:
         proportions: articulation ranges (see :class:`~studio.engine.lite.rig.Proportions`).
         rest_mouth: the rest state of the rigs it builds: ``"photo"`` (default) keeps the photo's own lip
-            gap at rest and opens from it; ``"closed"`` brings the lips together first (see
+            gap between words and opens from it (pauses and lip contacts still close it); ``"closed"`` brings the lips together first (see
             :class:`~studio.engine.lite.rig.FaceRig`).
         head_rotation: False builds mouth-only rigs (no yaw/pitch lever; ~20x cheaper): re-voicing a
             video prepares one per frame and the video itself turns the head.

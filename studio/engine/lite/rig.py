@@ -13,9 +13,9 @@ more layers drive the mouth interior: ``skull`` (head motion only: upper teeth a
 and ``jaw`` (head motion plus the jaw: lower teeth and tongue ride on the mandible).
 
 The photo's own mouth is the rest state (``rest_mouth="photo"``, what a photo is animated with): a photo
-that shows its lips parted keeps them parted when silent, and speech opens from there; only lip contacts
-(M/B/P press, F/V teeth) and openings narrower than it bring the lips together (see
-:meth:`FaceRig.coefficients`). ``rest_mouth="closed"`` (the default, used to re-voice video frames whose
+that shows its lips parted keeps them parted between words, and speech opens from there; lip contacts
+(M/B/P press, F/V teeth) and the rest closure of a pause (the ``close`` control) bring the lips together
+(see :meth:`FaceRig.coefficients`). ``rest_mouth="closed"`` (the default, used to re-voice video frames whose
 mouth carries their own speech) always brings the inner lips together first.
 
 All lengths come from the face itself (mouth width ``M``, face height ``H``), so the rig is
