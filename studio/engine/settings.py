@@ -18,6 +18,7 @@ Every setting also has one *flat name* (its field name: ``pose``, ``crf``, ``mou
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -274,8 +275,6 @@ class RenderSettings:
 def relative_path(path: Path, base: Path | None) -> str:
     """``path`` as POSIX text relative to the folder ``base`` (absolute when ``base`` is None or on
     another drive)."""
-    import os
-
     if base is None:
         return str(path)
     try:
