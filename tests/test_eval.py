@@ -189,8 +189,11 @@ def test_lite_articulates_like_the_in_sync_grid_speakers():
     """The GRID clips whose own lip gap follows their audio at lag 0 or 1 (the harness's A/V check):
     re-synthesised from frame 0 and their soundtrack, the lite mouth must beat a still photo on LMD on each,
     and pooled over them close where the speakers close and open as far as they do. Before the lips' rest
-    closure in pauses (first wave): closure recall 0.54, gap err/static 0.83, lip-gap r 0.39; after: 0.76,
-    0.71, 0.47 (issue 16's goals, 0.80 / 0.70 / 0.65, are not all reached yet)."""
+    closure in pauses (first wave): closure recall 0.54, gap err/static 0.83, lip-gap r 0.39; with it: 0.76,
+    0.71, 0.47; with the acoustic opening model as half the opening drive: 0.76, 0.68, 0.51 (the model was
+    fitted on these clips among others; on clips it never saw, benchmarks/articulation.py --leave-one-out,
+    the eight GRID clips pooled: r 0.493, err 0.717). Issue 16's goals, 0.80 / 0.70 / 0.65, are not all
+    reached yet."""
     from studio.core.events import drive
     from studio.engine.eval.harness import evaluate_video
 
@@ -209,6 +212,6 @@ def test_lite_articulates_like_the_in_sync_grid_speakers():
     real, lite, static = np.asarray(real), np.asarray(lite), np.asarray(static)
     pooled = articulation(real, lite, static, np.asarray(frames))
     assert pooled["closure_recall"] >= 0.7, pooled
-    assert pooled["gap_err_ratio"] <= 0.75, pooled
+    assert pooled["gap_err_ratio"] <= 0.70, pooled
     assert 0.8 <= pooled["open_range"] <= 1.25, pooled
-    assert pearson(real, lite) >= 0.44
+    assert pearson(real, lite) >= 0.48
