@@ -29,15 +29,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from studio.engine.audio.visemes import analyze_speech, viseme_of  # noqa: E402
-from studio.media.audio import load_audio  # noqa: E402
+from studio.engine.audio.visemes import analyze_speech, viseme_of
+from studio.media.audio import load_audio
 
 GRID_WORDS = (
     {"b": "bin", "l": "lay", "p": "place", "s": "set"},
     {"b": "blue", "g": "green", "r": "red", "w": "white"},
     {"a": "at", "b": "by", "i": "in", "w": "with"},
     None,  # a letter, said as its name
-    {str(d): w for d, w in enumerate("zero one two three four five six seven eight nine".split())},
+    {str(d): w for d, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])},
     {"a": "again", "n": "now", "p": "please", "s": "soon"},
 )
 
