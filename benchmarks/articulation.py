@@ -40,13 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from studio.core.events import drive  # noqa: E402
-from studio.engine.audio import opening, visemes  # noqa: E402
-from studio.engine.eval.harness import evaluate_video  # noqa: E402
-from studio.engine.eval.metrics import articulation, pearson  # noqa: E402
-
-
-LOO_LAMBDA = 100.0  # the shipped opening model's regularisation
+from studio.core.events import drive
+from studio.engine.audio import opening, visemes
+from studio.engine.eval.harness import evaluate_video
+from studio.engine.eval.metrics import articulation, pearson
 
 
 def main() -> None:
@@ -66,7 +63,7 @@ def main() -> None:
         import fit_opening
 
         data = [fit_opening.video_data(v) for v in args.videos]
-        models = [fit_opening.fit([d for j, d in enumerate(data) if j != i], lam=LOO_LAMBDA)
+        models = [fit_opening.fit([d for j, d in enumerate(data) if j != i], lam=opening.default_model().fit["lambda"])
                   for i in range(len(data))]
     grid = [("rest_close", [float(x) for x in args.rest_close.split(",")])]
     for item in args.set:

@@ -26,7 +26,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from studio.models.stylegan2 import Generator  # noqa: E402
+from studio.models.stylegan2 import Generator
 
 
 def _cpu(iters: int) -> dict:

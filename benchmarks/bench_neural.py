@@ -27,16 +27,21 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from studio.core.tracks import CHANNELS, ControlTrack  # noqa: E402
-from studio.engine.audio.mfcc import mfcc_windows  # noqa: E402
-from studio.engine.face.align import ffhq_alignment  # noqa: E402
-from studio.engine.face.paste import face_mask  # noqa: E402
-from studio.engine.neural.directions import SPECS, Direction, DirectionSet, scaled_layers  # noqa: E402
-from studio.engine.neural.engine import NeuralEngine, NeuralIdentity, NeuralOptions  # noqa: E402
-from studio.engine.face.identity import load_identity  # noqa: E402
-from studio.media.audio import load_audio  # noqa: E402
-from studio.models.latent_decoder import SpeechToLatent, parameter_report  # noqa: E402
-from studio.models.stylegan2 import Generator  # noqa: E402
+from studio.core.tracks import CHANNELS, ControlTrack
+from studio.engine.audio.mfcc import mfcc_windows
+from studio.engine.face.align import ffhq_alignment
+from studio.engine.face.identity import load_identity
+from studio.engine.face.paste import face_mask
+from studio.engine.neural.directions import (
+    SPECS,
+    Direction,
+    DirectionSet,
+    scaled_layers,
+)
+from studio.engine.neural.engine import NeuralEngine, NeuralIdentity, NeuralOptions
+from studio.media.audio import load_audio
+from studio.models.latent_decoder import SpeechToLatent, parameter_report
+from studio.models.stylegan2 import Generator
 
 SAMPLES = REPO.parent / "shared" / "samples"
 

@@ -27,10 +27,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from studio.engine.neural.perceptual import build_lpips  # noqa: E402
-from studio.core.events import drive  # noqa: E402
-from studio.engine.neural.pti import TuneConfig, tune  # noqa: E402
-from studio.models.stylegan2 import Generator  # noqa: E402
+from studio.core.events import drive
+from studio.engine.neural.perceptual import build_lpips
+from studio.engine.neural.pti import TuneConfig, tune
+from studio.models.stylegan2 import Generator
 
 SAMPLE = REPO.parent / "shared" / "samples" / "images" / "woman_brown_hair_624px.jpg"
 

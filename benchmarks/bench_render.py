@@ -75,11 +75,11 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=250, help="frames for the fps figures (default 250 = 10 s)")
     args = ap.parse_args()
 
+    from studio.core.events import drive
     from studio.engine.audio.visemes import analyze_speech
     from studio.engine.face.detect import detect_faces
-    from studio.engine.lite.engine import LiteEngine
-    from studio.core.events import drive
     from studio.engine.face.identity import load_identity
+    from studio.engine.lite.engine import LiteEngine
     from studio.engine.pipeline import Session, build_controls
     from studio.engine.settings import RenderSettings
     from studio.media.audio import frame_count, load_audio

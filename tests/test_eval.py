@@ -6,12 +6,19 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import load_rgb, sample
 from jobutil import run_job
+
 from studio.cli import main
 from studio.engine.eval.harness import EvalReport, run_eval
-from studio.engine.eval.metrics import articulation, lmd, mouth_points, pearson, psnr, ssim
+from studio.engine.eval.metrics import (
+    articulation,
+    lmd,
+    mouth_points,
+    pearson,
+    psnr,
+    ssim,
+)
 from studio.engine.face.align import ffhq_alignment
 from studio.engine.face.detect import detect_faces
 
@@ -132,7 +139,7 @@ def _ssim_reference(a: np.ndarray, b: np.ndarray) -> float:
     values = []
     for ch in range(a.shape[2]):
         x, y = a[:, :, ch].astype(np.float64), b[:, :, ch].astype(np.float64)
-        f = lambda z: convolve2d(z, w, mode="valid")  # noqa: E731
+        f = lambda z: convolve2d(z, w, mode="valid")
         mx, my = f(x), f(y)
         vx, vy, cxy = f(x * x) - mx ** 2, f(y * y) - my ** 2, f(x * y) - mx * my
         values.append(np.mean((2 * mx * my + c1) * (2 * cxy + c2) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))))
@@ -185,22 +192,24 @@ def test_frames_without_a_face_are_counted_and_json_has_no_nan(tmp_path, monkeyp
 
 
 @pytest.mark.slow
-def test_lite_articulates_like_the_in_sync_grid_speakers():
-    """The GRID clips whose own lip gap follows their audio at lag 0 or 1 (the harness's A/V check):
-    re-synthesised from frame 0 and their soundtrack, the lite mouth must beat a still photo on LMD on each,
-    and pooled over them close where the speakers close and open as far as they do. Before the lips' rest
-    closure in pauses (first wave): closure recall 0.54, gap err/static 0.83, lip-gap r 0.39; with it: 0.76,
-    0.71, 0.47; with the acoustic opening model as half the opening drive: 0.76, 0.68, 0.51 (the model was
-    fitted on these clips among others; on clips it never saw, benchmarks/articulation.py --leave-one-out,
-    the eight GRID clips pooled: r 0.493, err 0.717). Issue 16's goals, 0.80 / 0.70 / 0.65, are not all
-    reached yet."""
+def test_lite_articulates_like_the_in_sync_speakers():
+    """The sample videos whose own lip gap follows their audio at lag 0 or 1 (the harness's A/V check): four
+    GRID clips and a VoxCeleb2 interview. Re-synthesised from frame 0 and their soundtrack, the lite mouth must
+    beat a still photo on LMD on each, and pooled over them close where the speakers close and open as far
+    as they do.
+
+    Pooled closure recall / gap err/static / open range / lip-gap r: first wave 0.54 / 0.83 / - / 0.39 (GRID
+    clips only); rest closure in pauses 0.76 / 0.71 / 1.0 / 0.47; now (the acoustic opening model as half the
+    opening drive, lips closed as the speaking rest) 0.83 / 0.54 / 0.90 / 0.59. The opening model was fitted
+    on these videos among others; on videos it never saw (benchmarks/articulation.py --leave-one-out, nine
+    videos pooled) 0.81 / 0.61 / 0.87 / 0.57. Issue 16's goal for r, 0.65, is not reached."""
     from studio.core.events import drive
     from studio.engine.eval.harness import evaluate_video
 
     real, lite, static, frames = [], [], [], []
     offset = 0
-    for name in ("lbbc2a", "pwij3p", "sbwe5n", "swwp2s"):
-        r = drive(evaluate_video(sample(f"video/grid_{name}.mpg"), engine="lite"))
+    for name in ("grid_lbbc2a.mpg", "grid_pwij3p.mpg", "grid_sbwe5n.mpg", "grid_swwp2s.mpg", "voxceleb2_00086.mp4"):
+        r = drive(evaluate_video(sample(f"video/{name}"), engine="lite"))
         m, s = r.metrics, r.series
         assert abs(m["reference"]["av_lag_frames"]) <= 1, (name, m["reference"])
         assert m["lite"]["lmd"] < m["static"]["lmd"], (name, m["lite"]["lmd"], m["static"]["lmd"])
@@ -211,7 +220,7 @@ def test_lite_articulates_like_the_in_sync_grid_speakers():
         offset += max(s["t_gap"]) + 100
     real, lite, static = np.asarray(real), np.asarray(lite), np.asarray(static)
     pooled = articulation(real, lite, static, np.asarray(frames))
-    assert pooled["closure_recall"] >= 0.7, pooled
+    assert pooled["closure_recall"] >= 0.8, pooled
     assert pooled["gap_err_ratio"] <= 0.70, pooled
     assert 0.8 <= pooled["open_range"] <= 1.25, pooled
-    assert pearson(real, lite) >= 0.48
+    assert pearson(real, lite) >= 0.55

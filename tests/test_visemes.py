@@ -130,7 +130,10 @@ def test_open_follows_loudness(rel: str, start: float, dur: float) -> None:
     track = analyze_speech(x, sr, fps=25)
     rms = _frame_rms(x, sr, 25, track.n_frames)
     r = np.corrcoef(track.open, rms)[0, 1]
-    assert r > 0.5, f"Pearson r(open, RMS) = {r:.2f}"
+    # half the opening drive is the acoustic opening model (the spectrum's lip gap, not the level): r 0.50 /
+    # 0.55 / 0.54 here, against 0.65 / 0.73 / 0.71 with the loudness alone; real speakers' lip gap follows the
+    # level with r 0.2-0.7 (the GRID clips), and issue 16 asks for >= 0.4 on the rendered lip gap
+    assert r > 0.45, f"Pearson r(open, RMS) = {r:.2f}"
     assert np.corrcoef(track.energy, rms)[0, 1] > 0.6
 
 
@@ -166,27 +169,33 @@ def test_inserted_pause_closes_mouth() -> None:
 
 
 def test_pauses_bring_the_lips_together_and_short_gaps_do_not() -> None:
-    """Real speakers close their lips in pauses (whatever a photo's own rest looks like): ``close`` rises to 1
-    in a silence of at least ``pause_s`` and is 0 again before the next sound; a short gap between words
-    (under ``pause_s``) does not close them."""
+    """Real speakers close their lips in pauses and talk from closed lips (whatever a photo's own rest looks
+    like): ``close`` is ``speech_close`` while talking and in short gaps between words (under ``pause_s``),
+    rises to ``rest_close`` in a silence of at least ``pause_s`` and is back at ``speech_close`` before the
+    next sound. By default both are 1: the photo's own lip gap never shows once the clip has started."""
     x, sr = _load("audio/english_short_16k_mono.wav", 0.7, 3.6)
     cut_long, cut_short = int(1.2 * sr), int(1.9 * sr)  # both inside the first phrase
     y = np.concatenate([x[:cut_long], np.zeros(int(0.6 * sr), np.float32), x[cut_long:cut_short],
                         np.zeros(int(0.15 * sr), np.float32), x[cut_short:], np.zeros(int(0.6 * sr), np.float32)])
     fps = 25.0
-    track = analyze_speech(y, sr, fps=fps)
+    co = Coarticulation(speech_close=0.2)
+    track = analyze_speech(y, sr, fps=fps, coarticulation=co)
     t_long = cut_long / sr
     middle = _frames_in(track, t_long + 0.25, t_long + 0.45)
     assert track.close[middle].min() > 0.9, track.close[middle]
-    onset = _frames_in(track, t_long + 0.6, t_long + 0.7)  # the sound resumes: lips apart again
-    assert track.close[onset].max() < 0.1
+    onset = _frames_in(track, t_long + 0.6, t_long + 0.7)  # the sound resumes: back to the speaking rest
+    assert np.abs(track.close[onset] - 0.2).max() < 0.1
     t_short = t_long + 0.6 + (cut_short - cut_long) / sr
-    assert track.close[_frames_in(track, t_short, t_short + 0.15)].max() < 0.05
-    assert track.close[_frames_in(track, 0.5, t_long)].max() < 0.05  # speaking
+    assert np.abs(track.close[_frames_in(track, t_short, t_short + 0.15)] - 0.2).max() < 0.05
+    assert np.abs(track.close[_frames_in(track, 0.5, t_long)] - 0.2).max() < 0.05  # speaking
     # the silence after the last word closes them too, and a clip of silence is closed throughout
     assert track.close[-3:].min() > 0.9
     assert analyze_speech(np.zeros(16000, np.float32), 16000, fps=25).close[10:].min() > 0.9
-    assert analyze_speech(y, sr, fps=fps, coarticulation=Coarticulation(pause_s=2.0)).close.max() == 0.0
+    no_pauses = analyze_speech(y, sr, fps=fps, coarticulation=Coarticulation(pause_s=2.0, speech_close=0.2))
+    assert no_pauses.close.max() <= 0.2 + 1e-6
+    # the default: closed from 150 ms on, talking or not (the clip starts from the photo's own mouth)
+    default = analyze_speech(y, sr, fps=fps)
+    assert default.close[0] < 0.5 and default.close[_frames_in(default, 0.3, len(y) / sr)].min() > 0.95
 
 
 def test_mouth_offset_and_intensity() -> None:
@@ -223,7 +232,7 @@ def test_grid_forced_alignment() -> None:
     x, sr = _grid()
     track = analyze_speech(x, sr, fps=25, transcript="Bin blue at F two now.")
     seq = [p for p, _, _ in track.phones if p != "SIL"]
-    assert seq == "B IH N B L UW AE T EH F T UW N AW".split()
+    assert seq == ["B", "IH", "N", "B", "L", "UW", "AE", "T", "EH", "F", "T", "UW", "N", "AW"]
     # the two /B/ closures ("bin", "blue") press the lips shut
     b_segs = _segments(track, "B")
     assert len(b_segs) == 2
@@ -357,7 +366,7 @@ def test_chunked_alignment_finds_each_chunks_words() -> None:
     )
     assert aligned == 1.0
     seq = [p for p, _, _ in segs if p != "SIL"]
-    assert seq == "B IH N B L UW AE T EH F T UW N AW".split() * 3
+    assert seq == ["B", "IH", "N", "B", "L", "UW", "AE", "T", "EH", "F", "T", "UW", "N", "AW"] * 3
     for (p0, a0, _), (p1, a1, _) in zip(segs, segs[1:]):
         assert a1 > a0
 

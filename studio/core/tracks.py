@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 #: Control channels, with units:
-#: jaw, open, press, teeth in [0, 1]; spread in [-1, 1] (-1 rounded, +1 spread); close in [0, 1] (lips
-#: together at rest, as in a pause, whatever the photo's own mouth);
+#: jaw, open, press, teeth in [0, 1]; spread in [-1, 1] (-1 rounded, +1 spread); close in [0, 1] (the photo's
+#: lips brought together, whatever its own mouth: their rest while talking and in pauses);
 #: blink_l / blink_r in [0, 1] (1 = closed; image-left / image-right eye);
 #: yaw, pitch, roll in degrees; tx, ty as fractions of the face height; scale relative (0.01 = +1 %).
 #: smile, brow, brow_inner, eyes: expression in about [-1, 1] (see studio.engine.sources.emotion).

@@ -15,7 +15,8 @@ leave-one-video-out figures are stored with the coefficients in ``opening_model.
   :mod:`studio.engine.audio.visemes`): 13 MFCC (c0..c12 of :func:`studio.engine.audio.mfcc.mfcc_windows`,
   25 ms Hann window, 40 mel bands, cepstral mean/variance normalised over the utterance) and the opening
   loudness (level over the top 18 dB below the clip's speech level, 0 outside speech);
-* context: those 14 values at steps i - 4, i, i + 4 (+-40 ms: the mouth anticipates and trails the sound);
+* context: those 14 values at steps i - 6, i - 3, i, i + 3, i + 6 (+-60 ms: the mouth anticipates and trails the
+  sound; of +-40 / +-60 / +-80 / +-120 ms, +-60 gave the best leave-one-out r);
 * output: ``gap = w . (f - mean) + bias`` in lip-gap units (inner-lip opening / mouth width, the measure
   of :func:`studio.engine.eval.metrics.lip_gap`), ridge-regularised (lambda in the JSON).
 """
@@ -34,7 +35,7 @@ from studio.engine.audio.mfcc import MfccConfig, mfcc_windows
 
 STEP_S = 0.01  # seconds per analysis step (the visemes module's grid)
 N_MFCC = 13
-CONTEXT_STEPS: tuple[int, ...] = (-4, 0, 4)
+CONTEXT_STEPS: tuple[int, ...] = (-6, -3, 0, 3, 6)
 FEATURE_CONFIG = MfccConfig(fps=1.0 / STEP_S, window_s=STEP_S, n_steps=1, n_mfcc=N_MFCC)
 """One 25 ms MFCC frame per 10 ms step, centred on the step's middle (``window_centre="interval"``)."""
 N_FEATURES = (N_MFCC + 1) * len(CONTEXT_STEPS)

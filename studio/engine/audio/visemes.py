@@ -32,10 +32,11 @@ Pipeline (all times in seconds, so every frame rate gives the same motion):
    sound), then every control goes through two cascaded one-pole filters whose time constants
    depend on the direction: opening 50 ms (10-90 %), relaxing 100 ms, lip contacts formed in
    35 ms and released in 30 ms, rounding/spreading 80 ms.
-6. **Pauses.** A silence of at least ``pause_s`` (0.3 s) brings the lips together: the ``close`` control
-   rises to 1 over ``rest_close_s`` (150 ms) and falls back ``anticipation_s`` before the next sound, so a
-   photo whose lips are parted (or smiling with its teeth showing) rests closed between phrases as real
-   speakers do (measured on the GRID clips: their lip gap sits below 0.07 of the mouth width in pauses).
+6. **The lips' rest.** The ``close`` control brings the photo's lips together: to ``speech_close`` (1) while
+   talking, so a photo whose lips are parted (or smiling with its teeth showing) speaks from closed lips and
+   opens by jaw/open alone, and to ``rest_close`` (1) in a silence of at least ``pause_s`` (0.3 s), as real
+   speakers rest (measured on the GRID clips: their lip gap sits below 0.07 of the mouth width in pauses). It
+   rises over ``rest_close_s`` (150 ms) from the photo's own mouth at the start of a clip.
 7. **Frames.** Frame k covers audio ``[k / fps, (k + 1) / fps)``; each control is the exact mean of
    the 10 ms control curve over that interval (absolute times, so no drift at any fps). Every
    M/B/P closure and F/V contact is then guaranteed to show in at least one frame (the frame it
@@ -68,7 +69,7 @@ EE); C open (EH AE, some vowels); D wide open (AA); E slightly rounded (AO ER); 
 
 CONTROLS: tuple[str, ...] = ("jaw", "open", "spread", "press", "teeth", "close")
 """Names of the continuous mouth controls: the five of :data:`VISEME_TARGETS` rows, then ``close`` (the
-lips brought together at rest in a pause, see :class:`MouthTrack`)."""
+photo's lips brought together: their rest while talking and in pauses, see :class:`Coarticulation`)."""
 
 VISEME_TARGETS: dict[str, tuple[float, float, float, float, float]] = {
     #      jaw   open  spread press teeth
@@ -185,13 +186,20 @@ class Coarticulation:
             ``anticipation_s`` before the next sound, in ``contact_release_s``.
         rest_close: how far they come together there, the ``close`` target in [0, 1] (1 = lips meet; less
             leaves that share of the photo's own lip gap).
+        speech_close: the ``close`` target while talking and in silences shorter than ``pause_s``, 1.0: the
+            photo's own lip gap (parted lips, a smile with teeth) is not how its person's mouth rests while they
+            speak, so the mouth opens from closed lips by jaw/open alone.
         acoustic_weight: share of the opening drive that comes from the acoustic opening model
             (:mod:`studio.engine.audio.opening`, the lip gap the spectrum predicts), the rest from the loudness;
-            0.5. full_open_gap: the predicted lip gap that counts as fully open (drive 1), 0.2.
-            Both fitted with ``benchmarks/articulation.py --leave-one-out`` on the eight GRID clips (every clip
-            rendered with a model fitted on the other seven): weight 0 / 0.5 / 1 gave pooled lip-gap r 0.461 /
-            0.493 / 0.473 and gap err/static 0.745 / 0.717 / 0.722; with 1, the opening of clean studio
-            speech in other languages follows its loudness less (r 0.23-0.40 against 0.54-0.56 with 0.5).
+            0.5. full_open_gap: the predicted lip gap that counts as fully open (drive 1), 0.15.
+
+    ``speech_close``, ``acoustic_weight`` and ``full_open_gap`` were fitted with ``benchmarks/articulation.py
+    --leave-one-out`` on the nine in-sync sample videos (eight GRID clips and voxceleb2_00086; each rendered
+    with an opening model fitted on the other eight), pooled lip-gap r / gap err/static / closure recall / open
+    range: weight 0 and speech_close 0 (the loudness drive alone) 0.473 / 0.717 / 0.806 / 0.988; weight 0.5,
+    speech_close 0: 0.509 / 0.678 / 0.787 / 0.962; weight 0.5, speech_close 1: 0.567 / 0.611 / 0.806 / 0.870
+    (weight 0.75 / 1: r 0.574 / 0.558, recall 0.780 / 0.774). With weight 1 the opening of clean studio
+    speech in other languages follows its loudness less (r 0.23-0.40 against 0.54-0.56 with 0.5).
     """
 
     attack_s: float = 0.05
@@ -205,8 +213,9 @@ class Coarticulation:
     pause_s: float = 0.3
     rest_close_s: float = 0.15
     rest_close: float = 1.0
+    speech_close: float = 1.0
     acoustic_weight: float = 0.5
-    full_open_gap: float = 0.2
+    full_open_gap: float = 0.15
 
     def __post_init__(self) -> None:
         values = [self.attack_s, self.release_s, self.contact_s, self.contact_release_s,
@@ -216,6 +225,8 @@ class Coarticulation:
             raise ConfigError(f"coarticulation times must be in [0, 2] s, got {self}")
         if not (math.isfinite(self.rest_close) and 0.0 <= self.rest_close <= 1.0):
             raise ConfigError(f"rest_close is a fraction in [0, 1], got {self.rest_close}")
+        if not (math.isfinite(self.speech_close) and 0.0 <= self.speech_close <= 1.0):
+            raise ConfigError(f"speech_close is a fraction in [0, 1], got {self.speech_close}")
         if not (math.isfinite(self.acoustic_weight) and 0.0 <= self.acoustic_weight <= 1.0):
             raise ConfigError(f"acoustic_weight is a fraction in [0, 1], got {self.acoustic_weight}")
         if not (math.isfinite(self.full_open_gap) and 0.02 <= self.full_open_gap <= 1.0):
@@ -238,8 +249,9 @@ class MouthTrack:
         spread: [-1, 1] lip corners, -1 rounded/puckered (OO, W), +1 spread (EE).
         press: [0, 1] lips pressed together (M/B/P closure).
         teeth: [0, 1] lower lip tucked under the upper teeth (F/V).
-        close: [0, 1] lips brought together at rest (1 in pauses of at least ``Coarticulation.pause_s``),
-            whatever the photo's own rest: 1 closes a photo's parted lips without pressing them.
+        close: [0, 1] lips brought together at rest (``Coarticulation.speech_close`` while talking,
+            ``rest_close`` in pauses of at least ``pause_s``; both 1 by default), whatever the photo's own rest:
+            1 closes a photo's parted lips without pressing them, and jaw/open open them from there.
         energy: [0, 1] loudness: per-frame RMS in dB between the clip's speech gate (0, also
             every non-speech frame) and its speech level (1, 95th percentile of speech).
         visemes: (T,) dominant Rhubarb shape per frame, one of :data:`VISEMES`.
@@ -858,9 +870,9 @@ def analyze_speech(
         _smooth(tgt[:, 3], a_con, a_crel),  # press
         _smooth(tgt[:, 4], a_con, a_crel),  # teeth
     ]
-    # lips at rest in pauses: together from rest_close_s into a long silence, apart again ``lead`` steps
-    # before the next sound (the shapes' anticipation)
-    rest = np.zeros(n_steps)
+    # the lips' own rest: ``speech_close`` while talking (and in short silences), ``rest_close`` from rest_close_s
+    # into a long silence until ``lead`` steps before the next sound (the shapes' anticipation)
+    rest = np.full(n_steps, co.speech_close)
     p_starts, p_ends = _runs(~mask)
     for a, b in zip(p_starts, p_ends):
         if (b - a) * _STEP_S >= co.pause_s:
