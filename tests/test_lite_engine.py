@@ -112,9 +112,65 @@ def test_open_mouth_shows_an_interior_darker_than_the_lips():
     rgb, face, eng, ident = _prepared("woman_dark_hair_474px.png")
     frame = eng.render_values(ident, {"jaw": 1.0, "open": 1.0}).copy()
     p = _redetect(frame)
-    # sample the middle of the opening, between the inner lips
+    # down the middle of the opening, between the inner lips: teeth at the top, the dark cavity, the tongue
     mid = ((p[13] + p[14]) / 2).round().astype(int)
-    lower_mid = (0.3 * p[13] + 0.7 * p[14]).round().astype(int)
+    column = np.stack([frame[int(y), mid[0]].astype(float) for y in np.linspace(p[13, 1] + 1, p[14, 1] - 1, 24)])
     lip = rgb[int(face.points[17, 1]), int(face.points[17, 0])].astype(float).mean()
-    assert frame[lower_mid[1], lower_mid[0]].astype(float).mean() < lip
+    assert column.mean(axis=1).min() < 0.6 * lip  # the cavity
+    assert column.mean(axis=1).max() > lip  # the teeth
     assert frame[mid[1], mid[0]].mean() != rgb[mid[1], mid[0]].mean()
+
+
+def _interior_pixels(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
+    import cv2
+
+    inner = np.concatenate([points[list(T.LIPS_UPPER_INNER)], points[list(T.LIPS_LOWER_INNER)][::-1]])
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(inner).astype(np.int32)], 1)
+    mask = cv2.erode(mask, np.ones((3, 3), np.uint8)).astype(bool)
+    return frame[mask].astype(float)
+
+
+@pytest.mark.parametrize("tint", [None, (1.0, 0.85, 0.62)])  # greyscale; sepia
+def test_the_mouth_interior_lives_in_the_photos_colour_space(tint):
+    """A black-and-white (or sepia) photo gets a grey (sepia) mouth: no red cavity, no ivory teeth."""
+    import cv2
+
+    rgb = load_rgb("images/woman_dark_hair_474px.png")
+    grey = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB).astype(float)
+    photo = np.clip(grey * (tint or (1.0, 1.0, 1.0)), 0, 255).astype(np.uint8)
+    face = detect_faces(photo)[0]
+    eng = LiteEngine()
+    ident = eng.prepare_photo(photo, face)
+    assert ident.palette.chroma_gain < 0.15
+    frame = eng.render_values(ident, {"jaw": 1.0, "open": 1.0}).copy()
+    px = _interior_pixels(frame, _redetect(frame))
+    assert len(px) > 200
+    if tint is None:
+        assert np.abs(px - px.mean(axis=1, keepdims=True)).max() <= 3.0
+    else:  # every interior colour has the photo's own hue: channel ratios as in its skin
+        bright = px[px.mean(axis=1) > 40]
+        ratio = bright[:, 2] / np.maximum(bright[:, 0], 1)
+        assert np.all(np.abs(ratio - 0.62) < 0.1), (ratio.min(), ratio.max())
+    # the colour photo's interior is coloured: a red-brown cavity, not grey
+    colour = eng.prepare_photo(rgb, detect_faces(rgb)[0])
+    assert colour.palette.chroma_gain > 0.5
+    cav = colour.palette.cavity
+    assert cav[0] > cav[2] + 5
+
+
+def test_the_interior_is_no_sharper_than_the_photo():
+    """The photo's blur around the mouth is measured (Gaussian sigma) and given to the synthesized interior."""
+    import cv2
+
+    from studio.engine.lite.mouth import photo_blur_sigma
+
+    rgb = load_rgb("images/man_grey_hair_3511px.jpg")
+    face = detect_faces(rgb)[0]
+    x0, y0 = face.points[list(T.LIPS_UPPER_OUTER)].min(axis=0) - 50
+    x1, y1 = face.points[list(T.LIPS_LOWER_OUTER)].max(axis=0) + 50
+    box = (x0, y0, x1, y1)
+    sharp = photo_blur_sigma(rgb, box)
+    blurred = photo_blur_sigma(cv2.GaussianBlur(rgb, (0, 0), 3.0), box)
+    assert blurred > sharp + 1.0, (sharp, blurred)
+    assert 2.0 < blurred < 4.0

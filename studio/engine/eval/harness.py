@@ -34,7 +34,8 @@ from studio import __version__
 from studio.core.errors import ConfigError, InputError, ModelError
 from studio.core.fileio import atomic_write_bytes, atomic_write_text
 from studio.core.events import CancelToken, Job, Notice, ProgressMonitor
-from studio.engine.eval.metrics import (ARTICULATION_METRICS, CLOSED_GAP, articulation, lip_gap, lmd, mouth_points,
+from studio.engine.eval.metrics import (ARTICULATION_METRICS, CLOSED_GAP, INTERIOR_METRICS, OPEN_GAP, articulation,
+                                        interior_difference, interior_stats, lip_gap, lmd, mouth_points,
                                         pearson, psnr, ssim)
 from studio.engine.face.align import ffhq_alignment
 from studio.engine.face.detect import FaceLandmarks, FaceTracker
@@ -42,7 +43,7 @@ from studio.engine.pipeline import check_settings, prepare
 from studio.engine.settings import ENGINE_NAMES, RenderSettings
 
 CROP = 256
-FRAME_METRICS = ("psnr", "ssim", "lmd", "lip_gap_r") + ARTICULATION_METRICS
+FRAME_METRICS = ("psnr", "ssim", "lmd", "lip_gap_r") + ARTICULATION_METRICS + INTERIOR_METRICS
 NETWORK_METRICS = ("lse_c", "lse_d", "lse_offset", "fid")
 PROTOCOL = (
     "Identity = frame {identity_frame} of each real video, speech = its own soundtrack, rendered by the {engine} "
@@ -52,7 +53,10 @@ PROTOCOL = (
     "after mean-centring; lip-gap r = Pearson correlation over time of the inner-lip opening / mouth width, real "
     "vs generated; gap err/static = mean |generated - real| lip gap over that of the static baseline; closure "
     "recall = share of the real frames with closed lips (gap < {closed}) where the render closes within +-2 "
-    "frames; open range = 90th percentile of the generated gap over the real one (1 = the same range). The "
+    "frames; open range = 90th percentile of the generated gap over the real one (1 = the same range). Mouth "
+    "ΔE and texture, on the frames where both mouths are open (gap > {open_gap}), inside the inner-lip contour at "
+    "full resolution: CIE76 ΔE between the mean CIELAB colours of the brightest 30 % (the teeth), and the "
+    "gradient energy of L (Sobel) of ours over the real one's (1 = as much detail; a flat band is well below 1). The "
     "mean row averages the videos; the pooled row computes lip-gap r and the articulation measures over the "
     "frames of all videos at once. The identity frame itself is left out of the averages; frames where either "
     "side has no face are counted ('no face': real / generated) and left out. 'static' repeats the identity frame. "
@@ -200,6 +204,10 @@ class _Frame:
         self.crop = align.crop(rgb)
         self.mouth = align.to_crop(mouth_points(face.points))
         self.gap = lip_gap(face.points)
+        self.rgb, self.points = rgb, face.points
+
+    def interior(self) -> tuple[np.ndarray, float] | None:
+        return interior_stats(self.rgb, self.points)
 
 
 def _compare(real: _Frame, fake: _Frame) -> dict[str, float]:
@@ -303,6 +311,8 @@ def evaluate_video(path: Path, *, engine: str = "lite", identity_frame: int = 0,
         methods = ("static", engine)
         per = {m: {"psnr": [], "ssim": [], "lmd": []} for m in methods}
         gaps = {"real": [], engine: [], "static": []}
+        interiors: dict[str, list] = {m: [] for m in methods}  # (real, generated) stats of open-mouth frames
+        static_interior = static.interior() if static.ok and static.gap > OPEN_GAP else None
         t_lmd, t_gap = [], []
         no_face = {"real": 0, engine: 0}
         sync = None
@@ -344,6 +354,12 @@ def evaluate_video(path: Path, *, engine: str = "lite", identity_frame: int = 0,
                 gaps[engine].append(fake.gap)
                 gaps["static"].append(static.gap)
                 t_gap.append(k)
+                if k != identity_frame and real.gap > OPEN_GAP:
+                    mine = {engine: fake.interior() if fake.gap > OPEN_GAP else None, "static": static_interior}
+                    theirs = real.interior()
+                    for method, stats in mine.items():
+                        if stats is not None and theirs is not None:
+                            interiors[method].append((theirs, stats))
                 if k != identity_frame:
                     t_lmd.append(k)
                     for method, frame in ((engine, fake), ("static", static)):
@@ -357,6 +373,8 @@ def evaluate_video(path: Path, *, engine: str = "lite", identity_frame: int = 0,
         m["lip_gap_r"] = pearson(gaps["real"], gaps[method]) if gaps["real"] else math.nan
         m.update(articulation(np.asarray(gaps["real"]), np.asarray(gaps[method]), np.asarray(gaps["static"]),
                               np.asarray(t_gap, dtype=np.int64)))
+        m.update(interior_difference([a for a, _ in interiors[method]], [b for _, b in interiors[method]]))
+        m["mouth_frames"] = float(len(interiors[method]))
         m.update({name: math.nan for name in NETWORK_METRICS})
         metrics[method] = m
     metrics["real"] = {name: math.nan for name in ("lse_c", "lse_d", "lse_offset")}
@@ -477,9 +495,10 @@ def _row(name: str, method: str, frames: str, no_face: str, m: dict[str, float],
     g = m.get
     if frame_metrics:
         cells = [_fmt(g("psnr"), 2), _fmt(g("ssim")), _fmt(g("lmd"), 2), _fmt(g("lip_gap_r"), 2),
-                 _fmt(g("gap_err_ratio"), 2), _fmt(g("closure_recall"), 2), _fmt(g("open_range"), 2)]
+                 _fmt(g("gap_err_ratio"), 2), _fmt(g("closure_recall"), 2), _fmt(g("open_range"), 2),
+                 _fmt(g("mouth_de"), 1), _fmt(g("mouth_texture"), 2)]
     else:
-        cells = ["—"] * 7
+        cells = ["—"] * 9
     off = g("lse_offset")
     lse_d = _fmt(g("lse_d"), 2) + ("" if off is None or math.isnan(off) else f" ({off:+.0f})")
     cells += [_fmt(g("lse_c"), 2), lse_d, _fmt(g("fid"), 1) if frame_metrics else "—"]
@@ -493,8 +512,9 @@ def markdown_table(results: list[VideoResult], mean: dict[str, dict[str, float]]
     engine = results[0].engine if results else "lite"
     lines = ["# Talking Head Studio evaluation", "", f"Talking Head Studio {__version__}.", "", protocol, "",
              "| video | method | frames | no face (real/gen) | PSNR (dB) ↑ | SSIM ↑ | LMD ↓ | lip-gap r ↑ | "
-             "gap err/static ↓ | closure recall ↑ | open range →1 | LSE-C ↑ | LSE-D ↓ (offset) | FID ↓ |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "gap err/static ↓ | closure recall ↑ | open range →1 | mouth ΔE ↓ | mouth texture →1 | LSE-C ↑ | "
+             "LSE-D ↓ (offset) | FID ↓ |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         name = Path(r.video).name
         nf = f"{r.no_face.get('real', 0)}/{r.no_face.get(r.engine, 0)}" if r.no_face else "n/a"
@@ -670,7 +690,7 @@ def run_eval(videos: list[Path], report_dir: Path, *, engine: str = "lite", iden
     mean = _mean(results, engine)
     unavailable = dict(networks.unavailable)
     protocol = PROTOCOL.format(identity_frame=identity_frame, engine=engine, pose=pose, blink=blink,
-                               closed=CLOSED_GAP)
+                               closed=CLOSED_GAP, open_gap=OPEN_GAP)
     md = report_dir / "report.md"
     js = report_dir / "report.json"
     atomic_write_text(md, markdown_table(results, mean, unavailable, protocol))

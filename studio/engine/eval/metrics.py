@@ -121,3 +121,54 @@ def articulation(real: np.ndarray, generated: np.ndarray, static: np.ndarray, fr
     p90_real = float(np.percentile(real, 90))
     return {"gap_err_ratio": err / base if base > 1e-9 else nan, "closure_recall": recall,
             "open_range": float(np.percentile(generated, 90)) / p90_real if p90_real > 1e-9 else nan}
+
+
+#: both lip gaps above this: an open mouth whose interior (teeth, tongue, cavity) is compared
+OPEN_GAP = 0.15
+#: inner-mouth measures of the generated frames against the real ones (see :func:`interior_stats`)
+INTERIOR_METRICS = ("mouth_de", "mouth_texture")
+
+
+def interior_stats(rgb: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """Colour and texture of the inner mouth (inside the inner-lip contour, 1 px in from it).
+
+    Args:
+        rgb: (H, W, 3) uint8 frame. points: (478, 2) MediaPipe landmarks in its pixels.
+
+    Returns:
+        (lab, grad): mean CIELAB colour (L in [0, 100], OpenCV's D65 conversion of sRGB) of the brightest 30 %
+        of the region's pixels by L (the teeth when they show), and the mean gradient energy (Sobel 3x3 of L,
+        gx² + gy², in L units² per pixel²) over the region; None when the region has under 30 pixels.
+    """
+    h, w = rgb.shape[:2]
+    inner = np.concatenate([points[list(T.LIPS_UPPER_INNER)], points[list(T.LIPS_LOWER_INNER)][::-1]])
+    x0, y0 = np.maximum(np.floor(inner.min(axis=0)).astype(int) - 3, 0)
+    x1, y1 = np.minimum(np.ceil(inner.max(axis=0)).astype(int) + 4, (w, h))
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return None
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(mask, [np.round((inner - (x0, y0)) * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    mask = cv2.erode(mask, np.ones((3, 3), np.uint8)).astype(bool)
+    if mask.sum() < 30:
+        return None
+    lab = cv2.cvtColor(rgb[y0:y1, x0:x1].astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    lum = lab[..., 0]
+    gx = cv2.Sobel(lum, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(lum, cv2.CV_32F, 0, 1, ksize=3)
+    px = lab[mask]
+    bright = px[px[:, 0] >= np.percentile(px[:, 0], 70)]
+    return bright.mean(axis=0).astype(np.float64), float(np.mean((gx * gx + gy * gy)[mask]))
+
+
+def interior_difference(real: list[tuple[np.ndarray, float]], generated: list[tuple[np.ndarray, float]]) -> dict[str, float]:
+    """``mouth_de``: mean CIE76 colour difference (Delta E, CIELAB units; ~2.3 is just noticeable) between the
+    bright inner mouth of each generated frame and its real frame; ``mouth_texture``: mean gradient energy of
+    the generated interiors over that of the real ones (1 = as much detail; a flat band is well below 1, noise
+    above). Both from paired :func:`interior_stats` of the frames where both mouths are open; NaN without any."""
+    if not real or len(real) != len(generated):
+        return dict.fromkeys(INTERIOR_METRICS, float("nan"))
+    de = [float(np.linalg.norm(a[0] - b[0])) for a, b in zip(real, generated)]
+    g_real = float(np.mean([a[1] for a in real]))
+    g_gen = float(np.mean([b[1] for b in generated]))
+    return {"mouth_de": float(np.mean(de)), "mouth_texture": g_gen / g_real if g_real > 1e-9 else float("nan")}
+

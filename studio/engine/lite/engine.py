@@ -364,6 +364,8 @@ class LiteEngine:
         half = np.where(u < 0, -rig.u_left, rig.u_right).astype(np.float32)
         col = shade_interior(u=u, v_skull=v_s, v_jaw=v_j, depth_up=a_up, depth_lo=a_lo, half_width=half,
                              mouth_w=rig.M, upper_edge=ident.upper_edge, palette=ident.palette)
+        if ident.palette.blur > 0.6:  # no sharper than the photo around it (the model is drawn with 1 px edges)
+            col = cv2.GaussianBlur(col, (0, 0), float(np.sqrt(ident.palette.blur ** 2 - 0.25)))
         if rig.shows_teeth:
             # the photo's own teeth: a smile mostly shows the upper teeth, so the upper 70 % of its
             # opening rides on the skull and the rest (lower teeth, if any) on the jaw

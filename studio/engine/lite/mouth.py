@@ -1,15 +1,23 @@
-"""The mouth interior shown between the opened lips: cavity, tongue, lower and upper teeth.
+"""The mouth interior shown between the opened lips: cavity, tongue, gums, lower and upper teeth.
 
 Where the photo already shows the inside of the mouth (a smile with teeth), that real texture is used,
 anchored to the skull (upper teeth) or to the jaw (lower teeth) so it moves like real teeth. Everywhere
-else the interior is shaded procedurally in the same skull/jaw coordinates, with colours taken from the
-photo (lip colour for the cavity and tongue, the whites of the eyes for the teeth), so it matches the
-lighting of the face.
+else the interior is a small dental model shaded in the same skull/jaw coordinates: individual upper and
+lower teeth (central and lateral incisors, canines, premolars at their projected widths in a frontal view)
+with rounded incisal edges, darker embrasures between them, convex shading and a soft enamel highlight, a
+scalloped gum line, a tongue behind the lower teeth and the cavity, all in the lips' shadow.
+
+Colours live in the photo's own colour space (:class:`MouthPalette`): each material's chromaticity is its
+natural offset from skin, scaled by how colourful the photo is (its lips' chromaticity distance from its skin's,
+against a natural face's) and added to the photo's own skin chromaticity, so a greyscale photo gets a grey
+mouth, a sepia one a sepia mouth, a warm white balance warm teeth; brightness follows the skin's, and lipstick
+never tints the teeth or the tongue. The interior is blurred as much as the
+photo is (:func:`photo_blur_sigma`), so it is no sharper than the lips around it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -29,18 +37,75 @@ def _polygon_mask(shape: tuple[int, int], polygons: list[np.ndarray]) -> np.ndar
     return mask.astype(bool)
 
 
+#: RGB of each material under neutral light (skin: a typical lit skin tone); only their chromaticities and the
+#: relative brightness below are used
+NATURAL_RGB: dict[str, tuple[float, float, float]] = {
+    "skin": (200.0, 155.0, 130.0), "lip": (175.0, 100.0, 100.0), "teeth": (236.0, 226.0, 200.0),
+    "gum": (195.0, 105.0, 110.0), "tongue": (205.0, 115.0, 112.0), "cavity": (95.0, 40.0, 40.0),
+}
+#: brightness (R + G + B) of each material relative to the skin's (teeth capped at 3 x 238)
+BRIGHTNESS: dict[str, float] = {"teeth": 1.2, "gum": 0.8, "tongue": 0.85, "cavity": 0.3}
+
+
+def _chromaticity(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb, np.float64)
+    return rgb / max(float(rgb.sum()), 1e-6)
+
+
+def photo_blur_sigma(rgb: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """How blurred the photo is around the mouth, as a Gaussian sigma in pixels.
+
+    For an edge blurred by a Gaussian of sigma s, extra blur by sigma b scales its gradient energy by
+    s / sqrt(s² + b²); the ratio rho of the lightness gradient energy after and before a 1.5 px blur gives
+    s = 1.5 rho / sqrt(1 - rho²).
+
+    Args:
+        rgb: (H, W, 3) uint8 photo. box: (x0, y0, x1, y1) pixels of the region (e.g. the lips' bounding box
+            with a margin).
+
+    Returns:
+        sigma in [0, 4] pixels (0 for a tiny or flat region).
+    """
+    x0, y0, x1, y1 = (int(v) for v in box)
+    x0, y0 = max(x0, 0), max(y0, 0)
+    x1, y1 = min(x1, rgb.shape[1]), min(y1, rgb.shape[0])
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return 0.0
+    lum = cv2.cvtColor(rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+    def energy(img: np.ndarray) -> float:
+        gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
+        return float(np.mean((gx * gx + gy * gy)[2:-2, 2:-2]))
+
+    e0 = energy(lum)
+    if e0 < 1e-3:
+        return 0.0
+    rho = min(energy(cv2.GaussianBlur(lum, (0, 0), 1.5)) / e0, 0.995)
+    return float(np.clip(1.5 * rho / np.sqrt(1.0 - rho * rho), 0.0, 4.0))
+
+
 @dataclass(frozen=True)
 class MouthPalette:
-    """Colours (float32 RGB in [0, 255]) sampled from the identity photo."""
+    """Colours (float32 RGB in [0, 255]) of the mouth's materials, in the identity photo's colour space.
+
+    Attributes:
+        lip: median lip colour. teeth, gum, tongue, cavity: the synthesized materials (see the module).
+        blur: the photo's blur around the mouth (Gaussian sigma, pixels), given to the interior.
+        chroma_gain: how colourful the photo is relative to a natural colour photo (0 = greyscale).
+    """
 
     lip: np.ndarray
     teeth: np.ndarray
     cavity: np.ndarray
     tongue: np.ndarray
+    gum: np.ndarray = field(default_factory=lambda: np.array([170.0, 90.0, 95.0], np.float32))
+    blur: float = 0.0
+    chroma_gain: float = 1.0
 
     @classmethod
     def from_photo(cls, rgb: np.ndarray, points: np.ndarray, gap0: float, mouth_w: float) -> "MouthPalette":
-        """Sample lip and teeth colours.
+        """Sample the photo's skin, lips and (when it shows them) teeth, and derive the materials.
 
         Args:
             rgb: (H, W, 3) uint8 photo. points: (478, 2) landmarks in pixels.
@@ -50,40 +115,82 @@ class MouthPalette:
         outer = np.concatenate([points[list(T.LIPS_UPPER_OUTER)], points[list(T.LIPS_LOWER_OUTER)][::-1]])
         inner = np.concatenate([points[list(T.LIPS_UPPER_INNER)], points[list(T.LIPS_LOWER_INNER)][::-1]])
         lips = _polygon_mask((h, w), [outer]) & ~_polygon_mask((h, w), [inner])
-        skin_ref = rgb[lips].astype(np.float32) if lips.any() else np.array([[150.0, 90.0, 90.0]])
-        lip = np.median(skin_ref, axis=0)
+        lip_px = rgb[lips].astype(np.float32) if lips.any() else np.array([[150.0, 90.0, 90.0]], np.float32)
+        lip = np.median(lip_px, axis=0)
+        face = _polygon_mask((h, w), [points[list(T.FACE_OVAL)]]) & ~_polygon_mask((h, w), [outer])
+        skin = np.median(rgb[face].astype(np.float32), axis=0) if face.sum() > 20 else np.array([190.0, 150.0, 130.0])
+        # chromaticities (r, g, b) / (r + g + b): a tint or a grade multiplies every colour alike, so in a
+        # monochrome (grey, sepia) photo lips and skin share one chromaticity; natural lips differ from skin
+        skin_c, lip_c = _chromaticity(skin), _chromaticity(lip)
+        nat = {k: _chromaticity(v) for k, v in NATURAL_RGB.items()}
+        gain = float(np.clip(np.linalg.norm(lip_c - skin_c) / np.linalg.norm(nat["lip"] - nat["skin"]), 0.0, 1.3))
+
+        def material(name: str) -> np.ndarray:
+            c = np.clip(skin_c + gain * (nat[name] - nat["skin"]), 0.005, None)
+            total = min(float(skin.sum()) * BRIGHTNESS[name], 3 * 238.0)
+            return np.clip(c / c.sum() * total, 0, 255).astype(np.float32)
+
         teeth = None
         if gap0 > 0.06 * mouth_w:  # the photo shows its teeth (same test as FaceRig.shows_teeth): take their colour
             inside = rgb[_polygon_mask((h, w), [inner])].astype(np.float32)
             if len(inside) > 20:
                 lum = inside.mean(axis=1)
                 teeth = inside[lum >= np.percentile(lum, 80)].mean(axis=0)
-        if teeth is None:  # the whites of the eyes tell the lighting on a white surface
-            eyes = []
-            for eye in (T.EYE_IMAGE_LEFT, T.EYE_IMAGE_RIGHT):
-                eyes.append(np.concatenate([points[list(eye["upper"])], points[list(eye["lower"])][::-1]]))
-            inside = rgb[_polygon_mask((h, w), eyes)].astype(np.float32)
-            if len(inside) > 10:
-                lum = inside.mean(axis=1)
-                sclera = inside[lum >= np.percentile(lum, 85)].mean(axis=0)
-            else:
-                sclera = np.array([225.0, 220.0, 210.0])
-            # teeth are ivory; the whites of the eyes tell how bright a white surface is in this light, but
-            # they are often shadowed or tinted by make-up, so the skin sets a floor on the brightness
-            face = _polygon_mask((h, w), [points[list(T.FACE_OVAL)]])
-            skin_lum = float(np.median(rgb[face].astype(np.float32).mean(axis=1))) if face.any() else 180.0
-            lum = float(np.clip(max(sclera.mean() * 1.1, skin_lum * 1.12), 150.0, 240.0))
-            teeth = lum * np.array([1.04, 1.0, 0.9])
-        teeth = np.clip(teeth, 0, 255)
-        return cls(lip=lip.astype(np.float32), teeth=teeth.astype(np.float32),
-                   cavity=(lip * np.array([0.42, 0.24, 0.24])).astype(np.float32),
-                   tongue=(lip * np.array([0.95, 0.62, 0.62])).astype(np.float32))
+        if teeth is None:
+            teeth = material("teeth")
+        x0, y0 = outer.min(axis=0) - 0.3 * mouth_w
+        x1, y1 = outer.max(axis=0) + 0.3 * mouth_w
+        return cls(lip=lip.astype(np.float32), teeth=np.clip(teeth, 0, 255).astype(np.float32),
+                   cavity=material("cavity"), tongue=material("tongue"), gum=material("gum"),
+                   blur=photo_blur_sigma(rgb, (x0, y0, x1, y1)), chroma_gain=gain)
+
+
+#: projected tooth boundaries of a frontal arch, |u| / mouth width: central incisor, lateral incisor, canine,
+#: first and second premolar (upper); the lower incisors are narrower
+_UPPER_BOUNDS = np.array([0.0, 0.15, 0.26, 0.355, 0.425, 0.49])
+_LOWER_BOUNDS = np.array([0.0, 0.085, 0.18, 0.28, 0.36, 0.44])
+#: how much shorter each upper tooth's edge sits than the centrals', in mouth widths (laterals are shorter)
+_UPPER_RISE = np.array([0.0, 0.014, 0.004, 0.02, 0.03])
+
+
+def _teeth(u: np.ndarray, v: np.ndarray, M: float, edge: float, bounds: np.ndarray, rise: np.ndarray | None,
+           up: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row of teeth: (coverage, shade, highlight) per pixel, each (h, w) float32 in [0, 1].
+
+    u: lateral position (pixels); v: depth below the lip line (pixels) in the frame the row is fixed to;
+    edge: v of the incisal edges (upper row: teeth above it; lower row: below it).
+    """
+    a = np.abs(u) / M
+    k = np.clip(np.searchsorted(bounds, a, side="right") - 1, 0, len(bounds) - 2)
+    lo, hi = bounds[k], bounds[k + 1]
+    t = np.clip((a - lo) / (hi - lo), 0.0, 1.0)  # 0 at the tooth's medial side, 1 at its distal side
+    side = np.minimum(t, 1.0 - t)  # distance to the nearer boundary, in tooth widths
+    width = (hi - lo) * M
+    # rounded incisal corners (canines come to a cusp), shorter laterals; on a small mouth these are sub-pixel
+    # and are drawn fainter, as a camera would resolve them
+    detail = float(np.clip((M - 40.0) / 160.0, 0.25, 1.0))
+    corner = 0.018 * M * detail * (1.0 - _smooth(side / 0.3))
+    cusp = np.where(k == 2, 0.02 * M * detail * np.abs(2 * t - 1), 0.0)
+    lift = (rise[k] * M if rise is not None else 0.0) + corner + cusp
+    sgn = 1.0 if up else -1.0
+    edge_here = edge - sgn * lift  # upper: the edge moves up; lower: down
+    inside = _smooth(sgn * (edge_here - v) + 0.5)
+    # embrasures: a dark line between teeth, widening into a V toward the incisal edge
+    open_v = _smooth((sgn * (v - edge_here) + 0.05 * M) / (0.05 * M))
+    gap_px = np.maximum(0.004 * M, 0.6) + 0.02 * width * open_v
+    seam = 1.0 - _smooth((side * width) / np.maximum(gap_px, 0.5))
+    cover = inside * (1.0 - 0.5 * detail * seam) * (1.0 - _smooth((a - bounds[-1] + 0.04) / 0.04))
+    # convex crown: lit in the middle, darker to the sides; a translucent grey tip along the edge
+    shade = (0.8 + 0.2 * np.sin(np.pi * t)) * (1.0 - 0.85 * np.clip(a / 0.5, 0, 1) ** 2)
+    shade *= 1.0 - 0.12 * (1.0 - _smooth(sgn * (edge_here - v) / (0.025 * M)))
+    highlight = np.exp(-(((t - 0.38) / 0.14) ** 2)) * _smooth(sgn * (edge_here - v) / (0.06 * M)) * (k <= 1)
+    return cover.astype(np.float32), shade.astype(np.float32), highlight.astype(np.float32)
 
 
 def shade_interior(*, u: np.ndarray, v_skull: np.ndarray, v_jaw: np.ndarray, depth_up: np.ndarray,
                    depth_lo: np.ndarray, half_width: np.ndarray, mouth_w: float, upper_edge: float,
                    palette: MouthPalette) -> np.ndarray:
-    """Procedural mouth interior for pixels inside the lip opening.
+    """The dental model for pixels inside the lip opening (see the module docstring).
 
     All inputs are (h, w) float32 arrays over the pixels being shaded, in pixels:
         u: lateral position along the mouth (0 at the centre), in the skull frame.
@@ -98,36 +205,36 @@ def shade_interior(*, u: np.ndarray, v_skull: np.ndarray, v_jaw: np.ndarray, dep
     """
     M = mouth_w
     r = np.abs(u) / np.maximum(half_width, 1.0)
-    aa = 1.0  # anti-aliasing width, pixels
-    # cavity: darkest at the back (centre) and right under the upper teeth, lighter at the cheeks
+    # cavity: darkest at the back (the centre) and right under the upper teeth, lighter toward the cheeks
     col = np.broadcast_to(palette.cavity, u.shape + (3,)).astype(np.float32)
-    col = col * ((0.7 + 0.6 * r * r) * (0.75 + 0.25 * _smooth(depth_up / (0.15 * M))))[..., None]
+    col = col * ((0.75 + 0.5 * r * r) * (0.8 + 0.2 * _smooth(depth_up / (0.15 * M))))[..., None]
 
-    # tongue: rides on the jaw; its tip shows just above the lower teeth
+    # tongue: lies on the floor of the mouth behind the lower lip, a dome filling up to ~35 % of the opening in the
+    # middle and falling away to the sides; its top catches the light, with a faint midline groove
     lower_edge = upper_edge + 0.05 * M
-    tr = np.clip(np.abs(u) / (0.6 * half_width), 0, 1)
-    tongue_top = lower_edge - 0.05 * M + 0.1 * M * tr * tr
-    t_mask = _smooth((v_jaw - tongue_top) / (2 * aa) + 0.5) * (1 - _smooth((tr - 0.9) / 0.1))
-    tongue = palette.tongue * (0.6 + 0.4 * _smooth((v_jaw - tongue_top) / (0.1 * M)))[..., None]
-    col = col + (tongue - col) * t_mask[..., None]
+    tr = np.clip(np.abs(u) / (0.75 * half_width), 0, 1)
+    open_h = np.maximum(depth_up + depth_lo, 0.0)
+    tongue_h = 0.35 * open_h * (1 - tr * tr)
+    # behind the lower teeth: a band of shadow separates it from the lower lip
+    t_mask = _smooth((tongue_h - depth_lo) / 1.5 + 0.5) * _smooth((depth_lo - 0.18 * open_h) / 1.5 + 0.5) * (tongue_h > 0.5)
+    t_shade = (0.6 + 0.4 * np.clip(depth_lo / np.maximum(tongue_h, 1.0), 0, 1)) * (
+        1 - 0.1 * np.exp(-((u / (0.02 * M)) ** 2)))
+    col = col + (palette.tongue * t_shade[..., None] - col) * t_mask[..., None]
 
-    # lower teeth: on the jaw, mostly behind the lower lip, in shadow
-    l_mask = _smooth((v_jaw - lower_edge) / aa + 0.5) * (1 - _smooth((r - 0.6) / 0.12))
-    lower = palette.teeth * 0.8 * (1 - 0.35 * r * r)[..., None]
-    col = col + (lower - col) * l_mask[..., None]
+    # lower teeth: on the jaw, mostly behind the lower lip, in its shadow
+    l_cov, l_shade, _ = _teeth(u, v_jaw, M, lower_edge, _LOWER_BOUNDS, None, up=False)
+    col = col + (palette.teeth * (0.78 * l_shade)[..., None] - col) * l_cov[..., None]
 
-    # upper teeth: fixed to the skull, from the gum line down to the incisal edge
-    u_mask = _smooth((upper_edge - v_skull) / aa + 0.5) * (1 - _smooth((r - 0.72) / 0.12))
-    tooth_shade = 1 - 0.35 * r * r
-    tooth_shade *= 1 - 0.1 * _smooth((v_skull - (upper_edge - 0.03 * M)) / (0.03 * M))  # translucent tip
-    # faint gaps between the incisors and canines
-    for k, pos in enumerate((0.0, 0.095, 0.18)):
-        for sgn in ((1,) if pos == 0 else (-1, 1)):
-            gap = np.abs(u - sgn * pos * M)
-            tooth_shade *= 1 - (0.16 if k == 0 else 0.1) * (1 - _smooth(gap / 0.8))
-    upper = palette.teeth * tooth_shade[..., None]
-    col = col + (upper - col) * u_mask[..., None]
+    # upper teeth on the skull, the gum above them
+    gum_line = upper_edge - 0.17 * M
+    g_mask = _smooth((gum_line - v_skull) + 0.5) * (1 - _smooth((r - 0.9) / 0.1))
+    col = col + (palette.gum * 0.85 - col) * g_mask[..., None]
+    u_cov, u_shade, u_hi = _teeth(u, v_skull, M, upper_edge, _UPPER_BOUNDS, _UPPER_RISE, up=True)
+    u_cov = u_cov * (1 - g_mask)
+    upper = palette.teeth * u_shade[..., None]
+    upper = upper + (np.float32(255.0) - upper) * (0.22 * u_hi)[..., None]
+    col = col + (upper - col) * u_cov[..., None]
 
-    # the lips cast a soft shadow into the mouth
-    shade = (0.8 + 0.2 * _smooth(depth_up / (0.03 * M))) * (0.85 + 0.15 * _smooth(depth_lo / (0.03 * M)))
+    # the lips cast a soft shadow into the mouth, the upper one more
+    shade = (0.72 + 0.28 * _smooth(depth_up / (0.05 * M))) * (0.85 + 0.15 * _smooth(depth_lo / (0.03 * M)))
     return np.clip(col * shade[..., None], 0, 255)
