@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import load_rgb
+from conftest import load_rgb, sample
 from studio.engine.face import topology as T
 from studio.engine.face.detect import detect_faces
 from studio.engine.lite.engine import LiteEngine
@@ -174,3 +174,39 @@ def test_the_interior_is_no_sharper_than_the_photo():
     blurred = photo_blur_sigma(cv2.GaussianBlur(rgb, (0, 0), 3.0), box)
     assert blurred > sharp + 1.0, (sharp, blurred)
     assert 2.0 < blurred < 4.0
+
+
+def test_mouth_atlas_keeps_open_frames_normalised_to_the_lips():
+    """The atlas takes a video's open-mouth frames (not closed ones), resamples each interior to the inner-lip
+    contour, keeps at most ATLAS_SIZE spread over the openings, and blends the entries nearest an opening."""
+    from studio.engine.eval.metrics import lip_gap
+    from studio.engine.face.detect import FaceTracker
+    from studio.engine.lite.mouth import ATLAS_COLS, ATLAS_ROWS, ATLAS_SIZE, MouthAtlas
+    from studio.media.video import read_video_frames
+
+    atlas = MouthAtlas()
+    with pytest.raises(ValueError):
+        atlas.lookup(0.2, np.array([150.0, 80.0, 80.0]))
+    _, frames = read_video_frames(sample("video/hdtf_katie_hill.mp4"))
+    tracker, taken, closed_taken = FaceTracker(), 0, 0
+    with frames:
+        for rgb in frames:
+            face = tracker.update(rgb)
+            if face is None:
+                continue
+            took = atlas.add(rgb, face.points)
+            taken += took
+            closed_taken += took and lip_gap(face.points) < 0.05
+    atlas.finish()
+    assert taken >= 20 and closed_taken == 0
+    assert 3 <= len(atlas) <= ATLAS_SIZE
+    assert atlas.openings == sorted(atlas.openings) and atlas.openings[-1] - atlas.openings[0] > 0.05
+    tex = atlas.textures[-1]
+    assert tex.shape == (ATLAS_ROWS, ATLAS_COLS, 3)
+    # normalised to the contour: the teeth (bright) sit in the middle columns, the corners are darker
+    lum = tex.mean(axis=2)
+    assert lum[:, ATLAS_COLS // 3: 2 * ATLAS_COLS // 3].mean() > lum[:, :ATLAS_COLS // 8].mean()
+    lip = atlas.lips[0]
+    np.testing.assert_allclose(atlas.lookup(atlas.openings[0] - 1.0, lip), atlas.textures[0], atol=1e-3)
+    brighter = atlas.lookup(atlas.openings[0] - 1.0, lip * 1.1)
+    assert brighter.mean() > atlas.textures[0].mean() * 1.05

@@ -10,7 +10,9 @@ crossfade's worth of frames when looping):
 3. **Render**: for each output frame, a mouth-only lite rig is fitted to *that* frame's landmarks. Its
    ``close`` field (always applied) brings the source's own inner lips together along the frame's lip line,
    which neutralises the mouth motion of the original speech; the new speech's jaw/open/spread/press/teeth
-   controls then open and shape it. The warped frame is composited over the source through a feathered
+   controls then open and shape it; the inside of the opened mouth is the person's own (a
+   :class:`~studio.engine.lite.mouth.MouthAtlas` of the frames where their mouth is open, gathered while
+   tracking), or a modelled one when the video never shows it open. The warped frame is composited over the source through a feathered
    lower-face mask (:func:`edit_mask`), so every pixel outside it is bit-identical to the source frame.
 
 Length: the output has the speech's length. ``fit="loop"`` repeats a shorter video, crossfading its last
@@ -36,6 +38,7 @@ from studio.engine.base import ANALYSIS_RATE, Done, provenance
 from studio.engine.face.detect import FaceLandmarks, FaceTracker
 from studio.engine.face.identity import Identity, even_crop
 from studio.engine.lite.engine import LiteEngine
+from studio.engine.lite.mouth import MouthAtlas
 from studio.engine.lite.rig import FaceRig
 from studio.engine.settings import X264_PRESETS
 from studio.media.audio import AudioClip, frame_count, load_audio
@@ -45,6 +48,7 @@ from studio.media.video import FrameEncoder, read_video_frames
 VIDEO_FITS = ("loop", "trim")
 CROSSFADE_S = 0.4  # seconds of crossfade between the end and the start of a looped video
 MOUTH_CONTROLS = ("jaw", "open", "spread", "press", "teeth", "close")
+MIN_ATLAS = 3  # open-mouth frames needed to show the person's own mouth interior
 
 
 def is_video_identity(path: Path) -> bool:
@@ -61,6 +65,7 @@ class TrackedVideo:
             after even-cropping, pixels. n_frames: N, frames decoded.
         points: (N, 478, 2) float32 landmarks in pixels (smoothed); depth: (N, 478) float32.
         found: (N,) bool, whether the face was found in that frame.
+        atlas: the person's own mouth interiors from the frames where their mouth is open (may be empty).
     """
 
     path: Path
@@ -70,6 +75,7 @@ class TrackedVideo:
     points: np.ndarray
     depth: np.ndarray
     found: np.ndarray
+    atlas: MouthAtlas | None = None
 
 
 def track_video(path: Path, *, face_index: int = 0, cancel: CancelToken | None = None,
@@ -88,6 +94,7 @@ def track_video(path: Path, *, face_index: int = 0, cancel: CancelToken | None =
     if not meta.fps or meta.fps <= 0:
         raise InputError(f"cannot tell the frame rate of {path}", "re-export the video as MP4 (H.264)")
     tracker = FaceTracker(face_index=face_index)
+    atlas = MouthAtlas()
     points, depth, found = [], [], []
     total = max(meta.n_frames, 1)
     size = None
@@ -100,6 +107,8 @@ def track_video(path: Path, *, face_index: int = 0, cancel: CancelToken | None =
             if face is not None and face.height < 48:
                 face = None
             found.append(face is not None)
+            if face is not None:
+                atlas.add(frame, face.points)
             points.append(face.points if face is not None else np.zeros((478, 2), np.float32))
             depth.append(face.depth if face is not None else np.zeros(478, np.float32))
             if i % 5 == 0:
@@ -116,7 +125,7 @@ def track_video(path: Path, *, face_index: int = 0, cancel: CancelToken | None =
     pts, dep = _smooth_tracks(pts, found_arr), _smooth_tracks(dep, found_arr)
     yield monitor.event("track", total, total, f"tracked {n} frames")
     return TrackedVideo(path=Path(path), fps=float(meta.fps), size=size, n_frames=n, points=pts, depth=dep,
-                        found=found_arr)
+                        found=found_arr, atlas=atlas.finish())
 
 
 def _smooth_tracks(x: np.ndarray, found: np.ndarray) -> np.ndarray:
@@ -371,7 +380,12 @@ def dub_video(video: Path, audio: Path, output: Path, settings: DubSettings = Du
     t_speech = time.perf_counter() - t0 - t_track
     a, b, w = frame_plan(tracked.n_frames, n_out, crossfade=round(CROSSFADE_S * fps))
     controls = mouth.controls()
-    dubber = MouthDubber(clip=clip)
+    own = tracked.atlas is not None and len(tracked.atlas) >= MIN_ATLAS
+    if not own:
+        yield Notice(f"the mouth is open in too few frames of {video} to show the person's own teeth: "
+                     "a modelled mouth interior is used", level="note")
+    dubber = MouthDubber(LiteEngine(rest_mouth="closed", head_rotation=False,
+                                    mouth_atlas=tracked.atlas if own else None), clip=clip)
     render_mon = monitor.sub(0.4, 1.0)
     width, height = tracked.size
     t_render = 0.0

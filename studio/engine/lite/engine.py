@@ -21,7 +21,7 @@ from studio.engine.base import frame_buffer
 from studio.engine.face.detect import FaceLandmarks
 from studio.engine.face.identity import Identity
 from studio.engine.lite.eyelid import LidPalette, composite_lid
-from studio.engine.lite.mouth import MouthPalette, shade_interior
+from studio.engine.lite.mouth import ATLAS_COLS, ATLAS_ROWS, MouthAtlas, MouthPalette, shade_interior
 from studio.engine.lite.rig import BASES, HEAD_CONTROLS, REST_MOUTHS, FaceRig, Proportions
 from studio.engine.lite.warp import invert_field, upsample
 
@@ -63,12 +63,13 @@ class LiteEngine:
     batch_size = 1
 
     def __init__(self, *, proportions: Proportions = Proportions(), rest_mouth: str = "photo",
-                 head_rotation: bool = True) -> None:
+                 head_rotation: bool = True, mouth_atlas: MouthAtlas | None = None) -> None:
         if rest_mouth not in REST_MOUTHS:
             raise ValueError(f"rest_mouth must be one of {REST_MOUTHS}, got {rest_mouth!r}")
         self.proportions = proportions
         self.rest_mouth = rest_mouth
         self.head_rotation = head_rotation
+        self.mouth_atlas = mouth_atlas if mouth_atlas is not None and len(mouth_atlas) else None
 
     @classmethod
     def check(cls, settings=None) -> None:
@@ -351,6 +352,23 @@ class LiteEngine:
         y0, x0 = i0 * s + r0, j0 * s + q0
         roi[y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = np.clip(window + 0.5, 0, 255).astype(np.uint8)
 
+    def _interior_from_atlas(self, ident: LitePrepared, u: np.ndarray, a_up: np.ndarray,
+                             a_lo: np.ndarray) -> np.ndarray:
+        """(h, w, 3) float32 interior from the person's own open-mouth frames (:class:`MouthAtlas`): each pixel's
+        place across the mouth (corner to corner) and down the opening (upper to lower inner lip) picks its
+        texel of the atlas entries nearest to this opening, lit like this frame's lips."""
+        rig = ident.rig
+        height = np.maximum(a_up + a_lo, 1e-3)
+        opening = float(height.max()) / rig.M
+        tex = self.mouth_atlas.lookup(opening, ident.palette.lip)
+        su = (u - rig.u_left) / max(rig.u_right - rig.u_left, 1e-3) * ATLAS_COLS - 0.5
+        sv = np.clip(a_up / height, 0.0, 1.0) * ATLAS_ROWS - 0.5
+        col = cv2.remap(tex, su.astype(np.float32), sv.astype(np.float32), cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
+        light = np.clip((a_up + a_lo) / (0.04 * rig.M), 0.0, 1.0)[..., None]
+        light = light * light * (3 - 2 * light)
+        return ident.palette.cavity * 0.8 + (col - ident.palette.cavity * 0.8) * light
+
     def _interior(self, ident: LitePrepared, skull: np.ndarray, jaw: np.ndarray, a_up: np.ndarray,
                   a_lo: np.ndarray) -> np.ndarray:
         """(h, w, 3) float32 interior colours, given each pixel's source position on the skull (upper
@@ -362,6 +380,8 @@ class LiteEngine:
         v_j = (uv_j[..., 1] - rig.lip_line(uv_j[..., 0])).astype(np.float32)
         u = uv_s[..., 0].astype(np.float32)
         half = np.where(u < 0, -rig.u_left, rig.u_right).astype(np.float32)
+        if self.mouth_atlas is not None and not rig.shows_teeth:  # an open frame shows its own interior
+            return self._interior_from_atlas(ident, u, a_up, a_lo)
         col = shade_interior(u=u, v_skull=v_s, v_jaw=v_j, depth_up=a_up, depth_lo=a_lo, half_width=half,
                              mouth_w=rig.M, upper_edge=ident.upper_edge, palette=ident.palette)
         if ident.palette.blur > 0.6:  # no sharper than the photo around it (the model is drawn with 1 px edges)

@@ -238,3 +238,128 @@ def shade_interior(*, u: np.ndarray, v_skull: np.ndarray, v_jaw: np.ndarray, dep
     # the lips cast a soft shadow into the mouth, the upper one more
     shade = (0.72 + 0.28 * _smooth(depth_up / (0.05 * M))) * (0.85 + 0.15 * _smooth(depth_lo / (0.03 * M)))
     return np.clip(col * shade[..., None], 0, 255)
+
+
+#: the atlas's texture grid: rows from the upper to the lower inner lip, columns from corner to corner
+ATLAS_ROWS, ATLAS_COLS = 24, 48
+#: a frame's mouth must be at least this open (lip gap, inner opening / mouth width) to enter the atlas
+ATLAS_MIN_GAP = 0.12
+ATLAS_SIZE = 16
+
+
+def _inner_contours(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """The inner-lip contours in the mouth's own frame: (origin, ex, ey, [upper (s, t)], [lower (s, t)], width).
+
+    s runs from the image-left corner (0) to the image-right one (width), t down across the mouth."""
+    left, right = points[T.MOUTH_LEFT].astype(np.float64), points[T.MOUTH_RIGHT].astype(np.float64)
+    ex = right - left
+    width = float(np.linalg.norm(ex))
+    ex = ex / max(width, 1e-6)
+    ey = np.array([-ex[1], ex[0]])
+    up = (points[list(T.LIPS_UPPER_INNER)] - left) @ np.stack([ex, ey], 1)
+    lo = (points[list(T.LIPS_LOWER_INNER)] - left) @ np.stack([ex, ey], 1)
+    return left, ex, ey, up[np.argsort(up[:, 0])], lo[np.argsort(lo[:, 0])], width
+
+
+def mouth_opening(points: np.ndarray) -> float:
+    """Inner-lip opening at the mouth's centre over its width (the atlas's index), unitless."""
+    _, _, _, up, lo, width = _inner_contours(points)
+    mid = width / 2
+    return float((np.interp(mid, lo[:, 0], lo[:, 1]) - np.interp(mid, up[:, 0], up[:, 1])) / max(width, 1e-6))
+
+
+def interior_texture(rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The inside of an open mouth resampled to a (ATLAS_ROWS, ATLAS_COLS, 3) float32 RGB grid: column j at
+    (j + 0.5) / ATLAS_COLS of the way from corner to corner, row i at (i + 0.5) / ATLAS_ROWS of the way from the
+    upper to the lower inner lip there (so the texture is normalised to the inner-lip contour)."""
+    left, ex, ey, up, lo, width = _inner_contours(points)
+    s = (np.arange(ATLAS_COLS) + 0.5) / ATLAS_COLS * width
+    t_up, t_lo = np.interp(s, up[:, 0], up[:, 1]), np.interp(s, lo[:, 0], lo[:, 1])
+    f = (np.arange(ATLAS_ROWS) + 0.5)[:, None] / ATLAS_ROWS
+    t = t_up[None] + f * (t_lo - t_up)[None]
+    xy = left + s[None, :, None] * ex + t[..., None] * ey
+    return cv2.remap(rgb, xy[..., 0].astype(np.float32), xy[..., 1].astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+
+
+@dataclass
+class MouthAtlas:
+    """A person's own mouth interiors (teeth, tongue, cavity) from the open-mouth frames of their video.
+
+    Each entry is an :func:`interior_texture` with the opening it was seen at (:func:`mouth_opening`) and the
+    frame's lip colour (for matching the lighting of the frame it is shown in). At most ``ATLAS_SIZE``
+    entries are kept, spread over the openings seen. :meth:`lookup` takes the entry nearest to an opening,
+    cross-fading to the next one over the middle 30 % between them (two sets of teeth blended everywhere
+    would ghost), so the interior changes smoothly as the mouth opens and closes.
+    """
+
+    textures: list[np.ndarray] = field(default_factory=list)
+    openings: list[float] = field(default_factory=list)
+    lips: list[np.ndarray] = field(default_factory=list)
+    _pool: list[tuple[float, np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
+
+    def add(self, rgb: np.ndarray, points: np.ndarray) -> bool:
+        """Offer one frame (H, W, 3 uint8 RGB with its (478, 2) landmarks); kept when its mouth is open enough.
+        Returns whether it was taken."""
+        opening = mouth_opening(points)
+        if not np.isfinite(opening) or opening < ATLAS_MIN_GAP:
+            return False
+        outer = np.concatenate([points[list(T.LIPS_UPPER_OUTER)], points[list(T.LIPS_LOWER_OUTER)][::-1]])
+        inner = np.concatenate([points[list(T.LIPS_UPPER_INNER)], points[list(T.LIPS_LOWER_INNER)][::-1]])
+        x0, y0 = np.maximum(np.floor(outer.min(axis=0)).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(outer.max(axis=0)).astype(int) + 1, (rgb.shape[1], rgb.shape[0]))
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            return False
+        crop = rgb[y0:y1, x0:x1]
+        lips = _polygon_mask(crop.shape[:2], [outer - (x0, y0)]) & ~_polygon_mask(crop.shape[:2], [inner - (x0, y0)])
+        if lips.sum() < 20:
+            return False
+        self._pool.append((opening, interior_texture(rgb, points), np.median(crop[lips].astype(np.float32), axis=0)))
+        if len(self._pool) > 4 * ATLAS_SIZE:
+            self._thin()
+        return True
+
+    def _thin(self) -> None:
+        """Keep ATLAS_SIZE entries whose openings are spread evenly over the range seen."""
+        self._pool.sort(key=lambda e: e[0])
+        idx = np.unique(np.round(np.linspace(0, len(self._pool) - 1, ATLAS_SIZE)).astype(int))
+        self._pool = [self._pool[i] for i in idx]
+
+    def finish(self) -> "MouthAtlas":
+        """Fix the entries (call once after the last :meth:`add`); returns self."""
+        if len(self._pool) > ATLAS_SIZE:
+            self._thin()
+        self._pool.sort(key=lambda e: e[0])
+        self.openings = [e[0] for e in self._pool]
+        self.textures = [e[1] for e in self._pool]
+        self.lips = [e[2] for e in self._pool]
+        return self
+
+    def __len__(self) -> int:
+        return len(self.textures)
+
+    def lookup(self, opening: float, lip: np.ndarray) -> np.ndarray:
+        """(ATLAS_ROWS, ATLAS_COLS, 3) float32 interior for a mouth open by ``opening`` (lip gap units), in the
+        light of a frame whose lips have colour ``lip`` (RGB): the two nearest entries blended by distance, each
+        scaled by the ratio of the lip colours (within 0.8-1.25 per channel).
+
+        Raises:
+            ValueError: an empty atlas.
+        """
+        if not self.textures:
+            raise ValueError("the mouth atlas is empty")
+        o = np.asarray(self.openings)
+        k = int(np.clip(np.searchsorted(o, opening), 1, max(len(o) - 1, 1)))
+        if len(o) == 1:
+            pairs = [(0, 1.0)]
+        else:
+            lo, hi = k - 1, k
+            span = max(o[hi] - o[lo], 1e-6)
+            # mostly one entry (two sets of teeth at different places would ghost), cross-fading in between
+            wt = float(_smooth((np.clip((opening - o[lo]) / span, 0.0, 1.0) - 0.35) / 0.3))
+            pairs = [(lo, 1.0 - wt), (hi, wt)]
+        out = np.zeros((ATLAS_ROWS, ATLAS_COLS, 3), np.float32)
+        for i, wgt in pairs:
+            gain = np.clip(np.asarray(lip, np.float32) / np.maximum(self.lips[i], 1.0), 0.8, 1.25)
+            out += wgt * self.textures[i] * gain
+        return out
