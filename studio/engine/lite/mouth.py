@@ -215,10 +215,11 @@ def shade_interior(*, u: np.ndarray, v_skull: np.ndarray, v_jaw: np.ndarray, dep
     tr = np.clip(np.abs(u) / (0.75 * half_width), 0, 1)
     open_h = np.maximum(depth_up + depth_lo, 0.0)
     tongue_h = 0.35 * open_h * (1 - tr * tr)
-    # behind the lower teeth: a band of shadow separates it from the lower lip
-    t_mask = _smooth((tongue_h - depth_lo) / 1.5 + 0.5) * _smooth((depth_lo - 0.18 * open_h) / 1.5 + 0.5) * (tongue_h > 0.5)
+    t_mask = _smooth((tongue_h - depth_lo) / 1.5 + 0.5) * (tongue_h > 0.5)
+    # its front, behind the lower teeth and lip, lies in their deep shadow
     t_shade = (0.6 + 0.4 * np.clip(depth_lo / np.maximum(tongue_h, 1.0), 0, 1)) * (
         1 - 0.1 * np.exp(-((u / (0.02 * M)) ** 2)))
+    t_shade *= 0.4 + 0.6 * _smooth((depth_lo - 0.1 * open_h) / np.maximum(0.12 * open_h, 1.0))
     col = col + (palette.tongue * t_shade[..., None] - col) * t_mask[..., None]
 
     # lower teeth: on the jaw, mostly behind the lower lip, in its shadow
