@@ -210,3 +210,27 @@ def test_mouth_atlas_keeps_open_frames_normalised_to_the_lips():
     np.testing.assert_allclose(atlas.lookup(atlas.openings[0] - 1.0, lip), atlas.textures[0], atol=1e-3)
     brighter = atlas.lookup(atlas.openings[0] - 1.0, lip * 1.1)
     assert brighter.mean() > atlas.textures[0].mean() * 1.05
+
+
+def test_closed_lips_of_a_photo_with_teeth_show_no_line_of_teeth():
+    """MediaPipe's inner-lip points on a 256 px lipstick smile sit on the teeth's edge pixels; closing the lips
+    along them drew a line of teeth between the lips (contact-line brightness p90 201, teeth 224, lips 76). The
+    points are moved onto the real lip edges first: the contact reads as lips (p90 137)."""
+    from studio.engine.lite.mouth import refine_inner_lips
+
+    rgb, face, eng, ident = _prepared("taylor_256px.jpg")
+    rig = ident.rig
+    assert rig.shows_teeth
+    refined = refine_inner_lips(rgb, face.points)
+    assert np.abs(refined - face.points).max() > 0.4  # some points moved ...
+    assert np.abs(refined - face.points).max() < 0.5 * T.mouth_width(face.points)  # ... but not far
+    frame = eng.render_values(ident, {"close": 1.0}).copy()
+    us = np.linspace(0.8 * rig.u_left, 0.8 * rig.u_right, 60)
+    xy = rig.mouth_origin + us[:, None] * rig.eu + rig.lip_line(us)[:, None] * rig.ev
+    brightest = [max(frame[int(round(y + d)), int(round(x))].astype(float).mean() for d in range(-3, 4))
+                 for x, y in xy]
+    midway = (ident.palette.lip.mean() + ident.palette.teeth.mean()) / 2
+    assert np.percentile(brightest, 90) < midway, (np.percentile(brightest, 90), midway)
+    # a closed-mouth photo is left alone
+    rgb2, face2, _, _ = _prepared("woman_brown_hair_624px.jpg")
+    assert np.array_equal(refine_inner_lips(rgb2, face2.points), face2.points.astype(np.float64))

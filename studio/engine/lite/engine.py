@@ -21,7 +21,8 @@ from studio.engine.base import frame_buffer
 from studio.engine.face.detect import FaceLandmarks
 from studio.engine.face.identity import Identity
 from studio.engine.lite.eyelid import LidPalette, composite_lid
-from studio.engine.lite.mouth import ATLAS_COLS, ATLAS_ROWS, MouthAtlas, MouthPalette, shade_interior
+from studio.engine.lite.mouth import (ATLAS_COLS, ATLAS_ROWS, MouthAtlas, MouthPalette, refine_inner_lips,
+                                      shade_interior)
 from studio.engine.lite.rig import BASES, HEAD_CONTROLS, REST_MOUTHS, FaceRig, Proportions
 from studio.engine.lite.warp import invert_field, upsample
 
@@ -122,9 +123,10 @@ class LiteEngine:
         if image.flags.writeable:
             image = image.copy()
             image.flags.writeable = False
-        rig = FaceRig(face.points, image.shape[:2], depth=face.depth, proportions=self.proportions,
+        points = refine_inner_lips(image, face.points)  # onto the real lip edges where the teeth show
+        rig = FaceRig(points, image.shape[:2], depth=face.depth, proportions=self.proportions,
                       rest_mouth=self.rest_mouth, head_rotation=self.head_rotation)
-        palette = MouthPalette.from_photo(image, face.points, rig.gap0, rig.M)
+        palette = MouthPalette.from_photo(image, points, rig.gap0, rig.M)
         window = self._mouth_window(rig)
         upper_edge = 0.4 * rig.gap0 / 2 if rig.shows_teeth else 0.05 * rig.M
         x0, y0, x1, y1 = rig.roi
