@@ -11,7 +11,7 @@ Usage (a "before" sheet from an older commit checked out in a worktree, then thi
     git worktree add /tmp/before <rev>
     .venv/bin/python docs/contact_sheet.py --code /tmp/before --out /tmp/before.png
     .venv/bin/python docs/contact_sheet.py --out /tmp/after.png
-    .venv/bin/python docs/contact_sheet.py --combine /tmp/before.png /tmp/after.png --out /tmp/sheet.png
+    .venv/bin/python docs/contact_sheet.py --combine /tmp/before.png /tmp/after.png --out docs/mouth_contact_sheet.jpg
 
 ``docs/mouth_contact_sheet.jpg`` is that sheet (JPEG, quality 88) for the change of issue 17 (before: commit b169a8f).
 """
@@ -81,6 +81,8 @@ def render_column(out: Path) -> None:
                 if face is not None and lip_gap(face.points) > best[0]:
                     best = (lip_gap(face.points), rgb.copy(), face.points)
         _, rgb, p = best
+        if rgb is None:
+            raise SystemExit("no face found in the re-voiced video")
         width = float(np.linalg.norm(p[61] - p[291]))
         tiles.append(_crop(rgb, p[[61, 291]].mean(axis=0) + (0, 0.1 * width), 0.9 * width, TILE[1] / TILE[0]))
     cv2.imwrite(str(out), np.concatenate(tiles + eyes, axis=0)[:, :, ::-1])
@@ -89,11 +91,16 @@ def render_column(out: Path) -> None:
 def combine(before: Path, after: Path, out: Path) -> None:
     """Side by side with a header row."""
     a, b = cv2.imread(str(before)), cv2.imread(str(after))
+    if a is None or b is None:
+        raise SystemExit(f"cannot read {before if a is None else after}")
+    h = max(a.shape[0], b.shape[0])
+    a, b = (cv2.copyMakeBorder(x, 0, h - x.shape[0], 0, 0, cv2.BORDER_CONSTANT, value=(255, 255, 255)) for x in (a, b))
     head = np.full((36, a.shape[1] + b.shape[1] + 8, 3), 255, np.uint8)
     cv2.putText(head, "before", (10, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
     cv2.putText(head, "after", (a.shape[1] + 18, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
     body = np.concatenate([a, np.full((a.shape[0], 8, 3), 255, np.uint8), b], axis=1)
-    cv2.imwrite(str(out), np.concatenate([head, body], axis=0), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    flags = [cv2.IMWRITE_JPEG_QUALITY, 88] if out.suffix.lower() in (".jpg", ".jpeg") else [cv2.IMWRITE_PNG_COMPRESSION, 9]
+    cv2.imwrite(str(out), np.concatenate([head, body], axis=0), flags)
 
 
 def main() -> None:

@@ -36,6 +36,10 @@ def test_shipped_model_loads_and_records_its_fit():
     lambda d: d["mean"].__setitem__(0, float("nan")),
     lambda d: d.update(bias="x"),
     lambda d: d.pop("weights"),
+    lambda d: d["weights"].__setitem__(0, "0.1"),
+    lambda d: d["weights"].__setitem__(0, 1e300),
+    lambda d: d["weights"].__setitem__(0, True),
+    lambda d: d.update(bias=5.0),
 ])
 def test_a_damaged_model_file_is_refused(change):
     data = json.loads(json.dumps(opening.default_model().to_dict()))
@@ -65,7 +69,7 @@ def test_features_follow_the_step_grid_and_drive_the_opening():
 def test_the_fit_reproduces_and_predicts_speakers_it_never_saw():
     """benchmarks/fit_opening.py on the nine in-sync sample videos (eight GRID clips, voxceleb2_00086) gives the
     shipped model again, and a model fitted on eight of them predicts the ninth's real lip gap (mean
-    leave-one-out r 0.638 when fitted)."""
+    leave-one-out r 0.632 when fitted)."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         import fit_opening
@@ -81,6 +85,34 @@ def test_the_fit_reproduces_and_predicts_speakers_it_never_saw():
     loo = []
     for i, (x, gaps) in enumerate(data):
         model = fit_opening.fit([d for j, d in enumerate(data) if j != i], shipped.fit["lambda"])
-        loo.append(pearson(np.nan_to_num(gaps, nan=float(np.nanmean(gaps))), model.predict(x)))
+        ok = np.isfinite(gaps)  # frames without a face have no real gap
+        loo.append(pearson(gaps[ok], model.predict(x)[ok]))
     assert np.mean(loo) >= 0.55, loo
     assert min(loo) >= 0.3, loo
+
+
+def test_the_opening_does_not_depend_on_how_much_silence_surrounds_the_speech():
+    """The cepstral normalisation uses the speech steps only: 2 s or 20 s of quiet room noise before the same
+    words give the model nearly the same features on the words. What is left (a 0.04 offset of the predicted lip
+    gap; normalised over the whole utterance instead it was 0.11) comes from the loudness analysis's noise floor,
+    which the long noise lowers."""
+    clip = load_audio(sample("audio/english_short_16k_mono.wav"), sample_rate=16000)
+    rng = np.random.default_rng(0)
+    model, predicted = opening.default_model(), []
+    for lead_s in (2.0, 20.0):
+        noise = (rng.standard_normal(int(lead_s * 16000)) * 3e-4).astype(np.float32)
+        y = np.concatenate([noise, clip.samples.astype(np.float32)])
+        n_frames = int(len(y) / 16000 * 25)
+        gap = model.predict(opening_inputs(y, 16000, fps=25, n_frames=n_frames))
+        predicted.append(gap[int(lead_s * 25):])
+    n = min(len(p) for p in predicted)
+    assert np.abs(predicted[0][:n] - predicted[1][:n]).max() < 0.06
+
+
+def test_long_audio_features_are_computed_in_chunks_with_the_same_result(monkeypatch):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(16000 * 4) * 0.1).astype(np.float32)
+    loud = np.ones(400)
+    whole = opening.step_features(x, loud)
+    monkeypatch.setattr(opening, "CHUNK_STEPS", 70)
+    np.testing.assert_allclose(opening.step_features(x, loud), whole, atol=1e-9)

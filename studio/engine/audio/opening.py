@@ -13,8 +13,8 @@ leave-one-video-out figures are stored with the coefficients in ``opening_model.
 
 * features per 10 ms analysis step i (centred at (i + 0.5) * 10 ms, the grid of
   :mod:`studio.engine.audio.visemes`): 13 MFCC (c0..c12 of :func:`studio.engine.audio.mfcc.mfcc_windows`,
-  25 ms Hann window, 40 mel bands, cepstral mean/variance normalised over the utterance) and the opening
-  loudness (level over the top 18 dB below the clip's speech level, 0 outside speech);
+  25 ms Hann window, 40 mel bands, cepstral mean/variance normalised over the utterance's speech steps) and the
+  opening loudness (level over the top 18 dB below the clip's speech level, 0 outside speech);
 * context: those 14 values at steps i - 6, i - 3, i, i + 3, i + 6 (+-60 ms: the mouth anticipates and trails the
   sound; of +-40 / +-60 / +-80 / +-120 ms, +-60 gave the best leave-one-out r);
 * output: ``gap = w . (f - mean) + bias`` in lip-gap units (inner-lip opening / mouth width, the measure
@@ -41,6 +41,8 @@ FEATURE_CONFIG = MfccConfig(fps=1.0 / STEP_S, window_s=STEP_S, n_steps=1, n_mfcc
 N_FEATURES = (N_MFCC + 1) * len(CONTEXT_STEPS)
 MODEL_FILE = "opening_model.json"
 MAX_MODEL_BYTES = 1 << 20
+CHUNK_STEPS = 3000  # 30 s of steps per MFCC chunk
+MAX_COEFFICIENT = 10.0  # |weight| and |mean| bound of a valid model file
 
 
 def step_features(x16: np.ndarray, loud: np.ndarray) -> np.ndarray:
@@ -52,16 +54,31 @@ def step_features(x16: np.ndarray, loud: np.ndarray) -> np.ndarray:
 
     Returns:
         (S, :data:`N_FEATURES`) float64: for each context offset in :data:`CONTEXT_STEPS` (edge-padded), the 13
-        MFCC then the loudness.
+        MFCC (normalised to zero mean and unit variance over the *speech* steps, ``loud > 0``, so the amount of
+        silence around the speech changes nothing) then the loudness. Computed in chunks of
+        :data:`CHUNK_STEPS`, so memory does not grow with the length of the audio beyond the output itself.
     """
-    n_steps = len(loud)
+    n_steps = int(len(loud))
     if n_steps == 0:
         return np.zeros((0, N_FEATURES))
-    x = np.asarray(x16, np.float32)
+    x = np.asarray(x16, np.float32).reshape(-1)
     if x.size == 0:
         x = np.zeros(1, np.float32)
-    cep = mfcc_windows(x, FEATURE_CONFIG.sample_rate, n_frames=n_steps, config=FEATURE_CONFIG)[:, :, 0]
-    base = np.concatenate([cep.astype(np.float64), np.asarray(loud, np.float64)[:, None]], axis=1)  # (S, 14)
+    hop = int(round(STEP_S * FEATURE_CONFIG.sample_rate))
+    raw = FEATURE_CONFIG.__class__(**{**FEATURE_CONFIG.to_dict(), "normalize": False})
+    cep = np.empty((n_steps, N_MFCC), np.float64)
+    for s0 in range(0, n_steps, CHUNK_STEPS):
+        s1 = min(s0 + CHUNK_STEPS, n_steps)
+        lead = 1 if s0 > 0 else 0  # one step of real signal before the chunk, so its first window is whole
+        seg = x[max(0, (s0 - lead) * hop): s1 * hop + 4 * hop]
+        if seg.size == 0:
+            seg = np.zeros(1, np.float32)
+        part = mfcc_windows(seg, raw.sample_rate, n_frames=s1 - s0 + lead, config=raw)[:, :, 0]
+        cep[s0:s1] = part[lead:]
+    speech = np.asarray(loud) > 0
+    ref = cep[speech] if speech.sum() >= 10 else cep
+    cep = (cep - ref.mean(axis=0)) / (ref.std(axis=0) + 1e-5)
+    base = np.concatenate([cep, np.asarray(loud, np.float64)[:, None]], axis=1)  # (S, 14)
     pad = max(abs(c) for c in CONTEXT_STEPS)
     padded = np.pad(base, ((pad, pad), (0, 0)), mode="edge")
     return np.concatenate([padded[pad + c: pad + c + n_steps] for c in CONTEXT_STEPS], axis=1)
@@ -90,8 +107,10 @@ class OpeningModel:
             raise ConfigError("opening model: bias must be finite")
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """(S, N_FEATURES) features -> (S,) float64 predicted lip gap (not clipped; real gaps lie in ~[0, 0.5])."""
-        return (np.asarray(features, np.float64) - self.mean) @ self.weights + self.bias
+        """(S, N_FEATURES) features -> (S,) float64 predicted lip gap (not clipped; real gaps lie in ~[0, 0.5];
+        non-finite features give 0)."""
+        out = (np.asarray(features, np.float64) - self.mean) @ self.weights + self.bias
+        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": 1, "features": {"mfcc": N_MFCC, "loudness": 1, "context_steps": list(CONTEXT_STEPS),
@@ -112,12 +131,21 @@ class OpeningModel:
         if feats != {"mfcc": N_MFCC, "loudness": 1, "context_steps": list(CONTEXT_STEPS), "step_s": STEP_S}:
             raise ConfigError(f"opening model: made for other features ({feats!r})",
                               "refit it with benchmarks/fit_opening.py")
-        try:
-            w = np.asarray(data["weights"], np.float64)
-            m = np.asarray(data["mean"], np.float64)
-            b = float(data["bias"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"opening model: {exc}") from None
+        def numbers(key: str) -> np.ndarray:
+            values = data.get(key)
+            if not (isinstance(values, list) and len(values) == N_FEATURES
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+                raise ConfigError(f"opening model: {key} must be a list of {N_FEATURES} numbers")
+            arr = np.asarray(values, np.float64)
+            if not (np.all(np.isfinite(arr)) and np.all(np.abs(arr) <= MAX_COEFFICIENT)):
+                raise ConfigError(f"opening model: {key} must be finite numbers within +-{MAX_COEFFICIENT}")
+            return arr
+
+        w, m = numbers("weights"), numbers("mean")
+        b = data.get("bias")
+        if not (isinstance(b, (int, float)) and not isinstance(b, bool) and abs(b) <= 1.0):
+            raise ConfigError("opening model: bias must be a number within +-1 (a lip gap)")
+        b = float(b)
         fit = data.get("fit", {})
         return cls(weights=w, mean=m, bias=b, fit=fit if isinstance(fit, dict) else {})
 
@@ -153,7 +181,7 @@ def default_model() -> OpeningModel:
                               "reinstall talkstudio")
         try:
             data = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ConfigError(f"the opening model {MODEL_FILE} is not JSON ({exc})", "reinstall talkstudio") from None
         _DEFAULT = OpeningModel.from_dict(data)
     return _DEFAULT

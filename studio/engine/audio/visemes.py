@@ -18,14 +18,14 @@ Pipeline (all times in seconds, so every frame rate gives the same motion):
    vowel when it is one of their allowed shapes (so "two" is rounded from the T on), and the lips
    close for B/P *before* the release (occlusion = half the previous phone, 20..60 ms, plus the
    first half of the B/P segment itself). Non-speech frames are "X" whatever the decoder said;
-   decoder silence inside speech gets a shape from the loudness (B soft, C, D loud).
+   decoder silence inside speech gets a shape from the opening drive (B soft, C, D open; step 4).
 4. **Targets.** Each shape has targets for jaw/open/spread/press/teeth (:data:`VISEME_TARGETS`).
    Jaw and open are multiplied by an opening drive in [0, 1]: half the loudness drive
    (``(0.3 * energy + 0.7 * loudness) ** 0.75`` where loudness spans the top 18 dB below the speech level,
    so loud syllables open wider and soft speech still moves the mouth), half the lip gap that the acoustic
    opening model (:mod:`studio.engine.audio.opening`: MFCC -> lip gap, fitted on real talking videos,
-   language independent) predicts, over 0.2 (see :class:`Coarticulation`). Shapes from *decoded* phones are blended 60/40 with the
-   loudness-only shape, since phone decoding is only ~60 % right on English and approximate on
+   language independent) predicts, over 0.15 (see :class:`Coarticulation`). Shapes from *decoded* phones are
+   blended 60/40 with the drive-only shape, since phone decoding is only ~60 % right on English and approximate on
    other languages; aligned phones are used as they are.
 5. **Coarticulation** (:class:`Coarticulation`): shapes and the opening drive are anticipated by
    ``anticipation_s`` (50 ms; speech offsets are not anticipated: the mouth closes after the
@@ -196,10 +196,12 @@ class Coarticulation:
     ``speech_close``, ``acoustic_weight`` and ``full_open_gap`` were fitted with ``benchmarks/articulation.py
     --leave-one-out`` on the nine in-sync sample videos (eight GRID clips and voxceleb2_00086; each rendered
     with an opening model fitted on the other eight), pooled lip-gap r / gap err/static / closure recall / open
-    range: weight 0 and speech_close 0 (the loudness drive alone) 0.473 / 0.717 / 0.806 / 0.988; weight 0.5,
-    speech_close 0: 0.509 / 0.678 / 0.787 / 0.962; weight 0.5, speech_close 1: 0.567 / 0.611 / 0.806 / 0.870
-    (weight 0.75 / 1: r 0.574 / 0.558, recall 0.780 / 0.774). With weight 1 the opening of clean studio
-    speech in other languages follows its loudness less (r 0.23-0.40 against 0.54-0.56 with 0.5).
+    range with the final interior and model: weight 0, speech_close 0 (the loudness drive alone) 0.476 / 0.702 /
+    0.799 / 0.927; weight 0, speech_close 1: 0.519 / 0.669 / 0.854 / 0.733; weight 0.5, speech_close 0: 0.494 /
+    0.698 / 0.768 / 0.954; weight 0.5, speech_close 1 (the defaults): 0.546 / 0.631 / 0.818 / 0.768.
+    full_open_gap 0.12 / 0.15 (weight 0.5): r 0.538 / 0.546, range 0.786 / 0.768. Weight 0.75 reaches r 0.557
+    but the opening of clean studio speech then follows its loudness less (r with the RMS 0.31-0.49 on the
+    radio, Japanese and German samples, against 0.49-0.60 with 0.5).
     """
 
     attack_s: float = 0.05

@@ -348,18 +348,33 @@ class LiteEngine:
             box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
             full = (slice(r0 + rows[0], r0 + rows[-1] + 1), slice(q0 + cols[0], q0 + cols[-1] + 1))
             skull = upsample(p_head[i0:i1, j0:j1], s, size)[full]
-            jaw = upsample(self._solve(rig, rig.jaw_only(c), rig.basis_lo, ident.mouth_window), s, size)[full]
-            interior = self._interior(ident, skull, jaw, a_up[box], a_lo[box])
+            if self.mouth_atlas is not None and not rig.shows_teeth:  # an open source frame shows its own
+                interior = self._interior_from_atlas(ident, skull, a_up[box], a_lo[box])
+            else:
+                jaw = upsample(self._solve(rig, rig.jaw_only(c), rig.basis_lo, ident.mouth_window), s, size)[full]
+                interior = self._interior(ident, skull, jaw, a_up[box], a_lo[box])
             window[box] += (interior - window[box]) * alpha[box][..., None]
         y0, x0 = i0 * s + r0, j0 * s + q0
         roi[y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = np.clip(window + 0.5, 0, 255).astype(np.uint8)
 
-    def _interior_from_atlas(self, ident: LitePrepared, u: np.ndarray, a_up: np.ndarray,
+    @staticmethod
+    def _slit_shadow(col: np.ndarray, a_up: np.ndarray, a_lo: np.ndarray, ident: LitePrepared,
+                     width: float) -> np.ndarray:
+        """A slit of an opening is in the lips' shadow: the interior fades into the dark cavity colour as the
+        opening narrows below ``width`` mouth widths."""
+        light = np.clip((a_up + a_lo) / (width * ident.rig.M), 0.0, 1.0)[..., None]
+        light = light * light * (3 - 2 * light)
+        cavity = ident.palette.cavity * 0.8
+        return cavity + (col - cavity) * light
+
+    def _interior_from_atlas(self, ident: LitePrepared, skull: np.ndarray, a_up: np.ndarray,
                              a_lo: np.ndarray) -> np.ndarray:
         """(h, w, 3) float32 interior from the person's own open-mouth frames (:class:`MouthAtlas`): each pixel's
-        place across the mouth (corner to corner) and down the opening (upper to lower inner lip) picks its
-        texel of the atlas entries nearest to this opening, lit like this frame's lips."""
+        place across the mouth (corner to corner, from its source position on the skull) and down the opening
+        (upper to lower inner lip) picks its texel of the atlas entry nearest to this opening, lit like this
+        frame's lips."""
         rig = ident.rig
+        u = rig.to_mouth(skull)[..., 0]
         height = np.maximum(a_up + a_lo, 1e-3)
         opening = float(height.max()) / rig.M
         tex = self.mouth_atlas.lookup(opening, ident.palette.lip)
@@ -367,9 +382,7 @@ class LiteEngine:
         sv = np.clip(a_up / height, 0.0, 1.0) * ATLAS_ROWS - 0.5
         col = cv2.remap(tex, su.astype(np.float32), sv.astype(np.float32), cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REPLICATE)
-        light = np.clip((a_up + a_lo) / (0.04 * rig.M), 0.0, 1.0)[..., None]
-        light = light * light * (3 - 2 * light)
-        return ident.palette.cavity * 0.8 + (col - ident.palette.cavity * 0.8) * light
+        return self._slit_shadow(col, a_up, a_lo, ident, 0.04)  # the real interior has its own shading
 
     def _interior(self, ident: LitePrepared, skull: np.ndarray, jaw: np.ndarray, a_up: np.ndarray,
                   a_lo: np.ndarray) -> np.ndarray:
@@ -382,8 +395,6 @@ class LiteEngine:
         v_j = (uv_j[..., 1] - rig.lip_line(uv_j[..., 0])).astype(np.float32)
         u = uv_s[..., 0].astype(np.float32)
         half = np.where(u < 0, -rig.u_left, rig.u_right).astype(np.float32)
-        if self.mouth_atlas is not None and not rig.shows_teeth:  # an open frame shows its own interior
-            return self._interior_from_atlas(ident, u, a_up, a_lo)
         col = shade_interior(u=u, v_skull=v_s, v_jaw=v_j, depth_up=a_up, depth_lo=a_lo, half_width=half,
                              mouth_w=rig.M, upper_edge=ident.upper_edge, palette=ident.palette)
         if ident.palette.blur > 0.6:  # no sharper than the photo around it (the model is drawn with 1 px edges)
@@ -401,8 +412,4 @@ class LiteEngine:
                     real = cv2.remap(ident.image, p[..., 0], p[..., 1], cv2.INTER_LINEAR,
                                      borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
                     col += (real - col) * w[..., None].astype(np.float32)
-        # a slit of an opening is in the lips' shadow: teeth fade into the dark cavity as it narrows
-        light = np.clip((a_up + a_lo) / (0.06 * rig.M), 0.0, 1.0)[..., None]
-        light = light * light * (3 - 2 * light)
-        cavity = ident.palette.cavity * 0.8
-        return cavity + (col - cavity) * light
+        return self._slit_shadow(col, a_up, a_lo, ident, 0.06)

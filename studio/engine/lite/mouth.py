@@ -10,8 +10,8 @@ scalloped gum line, a tongue behind the lower teeth and the cavity, all in the l
 Colours live in the photo's own colour space (:class:`MouthPalette`): each material's chromaticity is its
 natural offset from skin, scaled by how colourful the photo is (its lips' chromaticity distance from its skin's,
 against a natural face's) and added to the photo's own skin chromaticity, so a greyscale photo gets a grey
-mouth, a sepia one a sepia mouth, a warm white balance warm teeth; brightness follows the skin's, and lipstick
-never tints the teeth or the tongue. The interior is blurred as much as the
+mouth, a sepia one a sepia mouth; the teeth are natural ivory in a colour photo whatever its skin tone or
+make-up, as bright as a white surface in the skin's light; the mucosa's brightness follows the skin's. The interior is blurred as much as the
 photo is (:func:`photo_blur_sigma`), so it is no sharper than the lips around it.
 """
 
@@ -43,7 +43,7 @@ NATURAL_RGB: dict[str, tuple[float, float, float]] = {
     "skin": (200.0, 155.0, 130.0), "lip": (175.0, 100.0, 100.0), "teeth": (236.0, 226.0, 200.0),
     "gum": (195.0, 105.0, 110.0), "tongue": (205.0, 115.0, 112.0), "cavity": (95.0, 40.0, 40.0),
 }
-#: brightness (R + G + B) of each material relative to the skin's (teeth capped at 3 x 238)
+#: brightness (R + G + B) of each material relative to the skin's (teeth: their mean within 150-235)
 BRIGHTNESS: dict[str, float] = {"teeth": 1.2, "gum": 0.8, "tongue": 0.85, "cavity": 0.3}
 
 
@@ -123,12 +123,24 @@ class MouthPalette:
         # monochrome (grey, sepia) photo lips and skin share one chromaticity; natural lips differ from skin
         skin_c, lip_c = _chromaticity(skin), _chromaticity(lip)
         nat = {k: _chromaticity(v) for k, v in NATURAL_RGB.items()}
-        gain = float(np.clip(np.linalg.norm(lip_c - skin_c) / np.linalg.norm(nat["lip"] - nat["skin"]), 0.0, 1.3))
+        # (lipstick makes the lips more chromatic than natural ones: the gain stops at a natural photo's)
+        gain = float(np.clip(np.linalg.norm(lip_c - skin_c) / np.linalg.norm(nat["lip"] - nat["skin"]), 0.0, 1.0))
 
         def material(name: str) -> np.ndarray:
-            c = np.clip(skin_c + gain * (nat[name] - nat["skin"]), 0.005, None)
-            total = min(float(skin.sum()) * BRIGHTNESS[name], 3 * 238.0)
-            return np.clip(c / c.sum() * total, 0, 255).astype(np.float32)
+            if name == "teeth":  # a near-white surface: ivory in colour, the photo's own tint in monochrome,
+                # as bright as a white surface in the skin's light (never darker than a pale grey); half the skin's
+                # departure from a natural skin tone is taken as the light's colour (white balance), but a colour
+                # photo's teeth stay warm (red >= green >= blue: never green or blue)
+                lit = np.clip(nat["teeth"] + 0.5 * (skin_c - nat["skin"]), 0.005, None)
+                lit[1] = min(lit[1], lit[0])
+                lit[2] = min(lit[2], lit[1])
+                c = (1.0 - gain) * skin_c + gain * lit
+                total = 3.0 * float(np.clip(skin.mean() * BRIGHTNESS["teeth"], 150.0, 235.0))
+            else:  # mucosa: its natural offset from the skin's chromaticity
+                c = np.clip(skin_c + gain * (nat[name] - nat["skin"]), 0.005, None)
+                total = float(skin.sum()) * BRIGHTNESS[name]
+            col = c / c.sum() * total
+            return (col * min(1.0, 250.0 / max(float(col.max()), 1e-6))).astype(np.float32)  # keep the hue
 
         teeth = None
         if gap0 > 0.06 * mouth_w:  # the photo shows its teeth (same test as FaceRig.shows_teeth): take their colour
@@ -147,10 +159,10 @@ class MouthPalette:
 
 #: projected tooth boundaries of a frontal arch, |u| / mouth width: central incisor, lateral incisor, canine,
 #: first and second premolar (upper); the lower incisors are narrower
-_UPPER_BOUNDS = np.array([0.0, 0.15, 0.26, 0.355, 0.425, 0.49])
-_LOWER_BOUNDS = np.array([0.0, 0.085, 0.18, 0.28, 0.36, 0.44])
+_UPPER_BOUNDS = np.array([0.0, 0.15, 0.26, 0.355, 0.425, 0.49], np.float32)
+_LOWER_BOUNDS = np.array([0.0, 0.085, 0.18, 0.28, 0.36, 0.44], np.float32)
 #: how much shorter each upper tooth's edge sits than the centrals', in mouth widths (laterals are shorter)
-_UPPER_RISE = np.array([0.0, 0.014, 0.004, 0.02, 0.03])
+_UPPER_RISE = np.array([0.0, 0.014, 0.004, 0.02, 0.03], np.float32)
 
 
 def _teeth(u: np.ndarray, v: np.ndarray, M: float, edge: float, bounds: np.ndarray, rise: np.ndarray | None,
@@ -245,7 +257,8 @@ def shade_interior(*, u: np.ndarray, v_skull: np.ndarray, v_jaw: np.ndarray, dep
 ATLAS_ROWS, ATLAS_COLS = 24, 48
 #: a frame's mouth must be at least this open (lip gap, inner opening / mouth width) to enter the atlas
 ATLAS_MIN_GAP = 0.12
-ATLAS_SIZE = 16
+ATLAS_BINS = 16  # the most entries an atlas keeps: one per bin of opening
+ATLAS_OPENINGS = (ATLAS_MIN_GAP, 0.6)  # the openings the bins span
 
 
 def _inner_contours(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
@@ -288,8 +301,8 @@ class MouthAtlas:
     """A person's own mouth interiors (teeth, tongue, cavity) from the open-mouth frames of their video.
 
     Each entry is an :func:`interior_texture` with the opening it was seen at (:func:`mouth_opening`) and the
-    frame's lip colour (for matching the lighting of the frame it is shown in). At most ``ATLAS_SIZE``
-    entries are kept, spread over the openings seen. :meth:`lookup` takes the entry nearest to an opening,
+    frame's lip colour (for matching the lighting of the frame it is shown in). One entry per bin of opening
+    is kept (the first frame seen in it), at most ``ATLAS_BINS``. :meth:`lookup` takes the entry nearest to an opening,
     cross-fading to the next one over the middle 30 % between them (two sets of teeth blended everywhere
     would ghost), so the interior changes smoothly as the mouth opens and closes.
     """
@@ -297,13 +310,18 @@ class MouthAtlas:
     textures: list[np.ndarray] = field(default_factory=list)
     openings: list[float] = field(default_factory=list)
     lips: list[np.ndarray] = field(default_factory=list)
-    _pool: list[tuple[float, np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
+    _bins: dict[int, tuple[float, np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def add(self, rgb: np.ndarray, points: np.ndarray) -> bool:
-        """Offer one frame (H, W, 3 uint8 RGB with its (478, 2) landmarks); kept when its mouth is open enough.
-        Returns whether it was taken."""
+        """Offer one frame (H, W, 3 uint8 RGB with its (478, 2) landmarks); kept when its mouth is open enough and
+        its opening bin (:data:`ATLAS_BINS` bins over :data:`ATLAS_OPENINGS`) is still empty, so the entries are
+        spread over the openings the whole video shows, whatever its length. Returns whether it was taken."""
         opening = mouth_opening(points)
         if not np.isfinite(opening) or opening < ATLAS_MIN_GAP:
+            return False
+        lo, hi = ATLAS_OPENINGS
+        b = int(np.clip((opening - lo) / (hi - lo) * ATLAS_BINS, 0, ATLAS_BINS - 1))
+        if b in self._bins:
             return False
         outer = np.concatenate([points[list(T.LIPS_UPPER_OUTER)], points[list(T.LIPS_LOWER_OUTER)][::-1]])
         inner = np.concatenate([points[list(T.LIPS_UPPER_INNER)], points[list(T.LIPS_LOWER_INNER)][::-1]])
@@ -315,25 +333,15 @@ class MouthAtlas:
         lips = _polygon_mask(crop.shape[:2], [outer - (x0, y0)]) & ~_polygon_mask(crop.shape[:2], [inner - (x0, y0)])
         if lips.sum() < 20:
             return False
-        self._pool.append((opening, interior_texture(rgb, points), np.median(crop[lips].astype(np.float32), axis=0)))
-        if len(self._pool) > 4 * ATLAS_SIZE:
-            self._thin()
+        self._bins[b] = (opening, interior_texture(rgb, points), np.median(crop[lips].astype(np.float32), axis=0))
         return True
 
-    def _thin(self) -> None:
-        """Keep ATLAS_SIZE entries whose openings are spread evenly over the range seen."""
-        self._pool.sort(key=lambda e: e[0])
-        idx = np.unique(np.round(np.linspace(0, len(self._pool) - 1, ATLAS_SIZE)).astype(int))
-        self._pool = [self._pool[i] for i in idx]
-
     def finish(self) -> "MouthAtlas":
-        """Fix the entries (call once after the last :meth:`add`); returns self."""
-        if len(self._pool) > ATLAS_SIZE:
-            self._thin()
-        self._pool.sort(key=lambda e: e[0])
-        self.openings = [e[0] for e in self._pool]
-        self.textures = [e[1] for e in self._pool]
-        self.lips = [e[2] for e in self._pool]
+        """Fix the entries in order of opening (call once after the last :meth:`add`); returns self."""
+        entries = [self._bins[b] for b in sorted(self._bins)]
+        self.openings = [e[0] for e in entries]
+        self.textures = [e[1] for e in entries]
+        self.lips = [e[2] for e in entries]
         return self
 
     def __len__(self) -> int:
@@ -341,8 +349,9 @@ class MouthAtlas:
 
     def lookup(self, opening: float, lip: np.ndarray) -> np.ndarray:
         """(ATLAS_ROWS, ATLAS_COLS, 3) float32 interior for a mouth open by ``opening`` (lip gap units), in the
-        light of a frame whose lips have colour ``lip`` (RGB): the two nearest entries blended by distance, each
-        scaled by the ratio of the lip colours (within 0.8-1.25 per channel).
+        light of a frame whose lips have colour ``lip`` (RGB): the nearest entry, cross-faded into the next one
+        over the middle 30 % between their openings, each scaled by the ratio of the lip colours (within 0.8-1.25
+        per channel).
 
         Raises:
             ValueError: an empty atlas.
