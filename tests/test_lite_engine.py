@@ -236,3 +236,25 @@ def test_closed_lips_of_a_photo_with_teeth_show_no_line_of_teeth():
     # a closed-mouth photo is left alone
     rgb2, face2, _, _ = _prepared("woman_brown_hair_624px.jpg")
     assert np.array_equal(refine_inner_lips(rgb2, face2.points), face2.points.astype(np.float64))
+
+
+def test_the_engine_blurs_the_modelled_interior_like_the_photo():
+    """The same photo, once sharp and once blurred: the modelled interior of the blurred one has clearly less
+    detail (gradient energy), as the photo's own pixels around it do."""
+    import cv2
+
+    from studio.engine.eval.metrics import interior_stats
+
+    rgb = load_rgb("images/woman_brown_hair_624px.jpg")
+    energies = []
+    for photo in (rgb, cv2.GaussianBlur(rgb, (0, 0), 2.5)):
+        face = detect_faces(photo)[0]
+        eng = LiteEngine()
+        ident = eng.prepare_photo(photo, face)
+        frame = eng.render_values(ident, {"jaw": 1.0, "open": 1.0}).copy()
+        stats = interior_stats(frame, _redetect(frame))
+        assert stats is not None
+        energies.append((ident.palette.blur, stats[1]))
+    (sharp_blur, sharp_e), (soft_blur, soft_e) = energies
+    assert soft_blur > sharp_blur + 1.0
+    assert soft_e < 0.6 * sharp_e, energies
