@@ -202,9 +202,9 @@ def test_lite_articulates_like_the_in_sync_speakers():
 
     Pooled closure recall / gap err/static / open range / lip-gap r: first wave 0.54 / 0.83 / - / 0.39 (GRID
     clips only); rest closure in pauses 0.76 / 0.71 / 1.0 / 0.47; now (the acoustic opening model as half the
-    opening drive, lips closed as the speaking rest, the dental interior) 0.86 / 0.57 / 0.83 / 0.57. The opening
+    opening drive, lips closed as the speaking rest, the dental interior) 0.84 / 0.57 / 0.89 / 0.57. The opening
     model was fitted on these videos among others; on videos it never saw (benchmarks/articulation.py
-    --leave-one-out, nine videos pooled) 0.82 / 0.63 / 0.77 / 0.55. Issue 16's goal for r, 0.65, is not
+    --leave-one-out, nine videos pooled) 0.81 / 0.63 / 0.85 / 0.55. Issue 16's goal for r, 0.65, is not
     reached."""
     from studio.core.events import drive
     from studio.engine.eval.harness import evaluate_video
