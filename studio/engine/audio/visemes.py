@@ -195,7 +195,7 @@ class Coarticulation:
         open_gain: jaw and open targets are multiplied by this (then clipped to 1), 1.1: with the lips closed as
             the speaking rest, the drive alone opened the mouth less far than real speakers do.
 
-    ``speech_close``, ``acoustic_weight`` and ``full_open_gap`` were fitted with ``benchmarks/articulation.py
+    ``speech_close``, ``acoustic_weight``, ``full_open_gap`` and ``open_gain`` were fitted with ``benchmarks/articulation.py
     --leave-one-out`` on the nine in-sync sample videos (eight GRID clips and voxceleb2_00086; each rendered
     with an opening model fitted on the other eight), pooled lip-gap r / gap err/static / closure recall / open
     range with the final interior and model: weight 0, speech_close 0 (the loudness drive alone) 0.476 / 0.702 /
@@ -940,8 +940,8 @@ def analyze_speech(
 
 
 def _opening_features(x16: np.ndarray, lv: _Levels, n_steps: int) -> np.ndarray:
-    """(n_steps, N_FEATURES) opening-model features: computed over the audio's own steps (so the cepstral
-    normalisation does not depend on how many silent frames follow), the last step repeated past its end."""
+    """(n_steps, N_FEATURES) opening-model features: computed over the audio's own steps, the last one repeated
+    past the audio's end (the frames that follow it are silence)."""
     n_audio = max(1, min(n_steps, int(math.ceil(len(x16) / (_ph.SAMPLE_RATE * _STEP_S)))))
     feats = _opening.step_features(x16, lv.loud[:n_audio])
     if n_audio < n_steps:
