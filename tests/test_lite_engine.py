@@ -217,7 +217,8 @@ def test_mouth_atlas_keeps_open_frames_normalised_to_the_lips():
 def test_closed_lips_of_a_photo_with_teeth_show_no_line_of_teeth():
     """MediaPipe's inner-lip points on a 256 px lipstick smile sit on the teeth's edge pixels; closing the lips
     along them drew a line of teeth between the lips (contact-line brightness p90 201, teeth 224, lips 76). The
-    points are moved onto the real lip edges first: the contact reads as lips (p90 137)."""
+    points are moved onto the real lip edges first, and the lips' inner rim (edge pixels mixing lip and teeth)
+    is taken from further into the lip: the contact reads as lips (p90 89)."""
     from studio.engine.lite.mouth import refine_inner_lips
 
     rgb, face, eng, ident = _prepared("taylor_256px.jpg")
