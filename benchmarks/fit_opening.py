@@ -33,6 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from studio.core.fileio import atomic_write_text
 from studio.engine.audio.opening import OpeningModel
 from studio.engine.audio.visemes import opening_inputs
 from studio.engine.eval.metrics import lip_gap, pearson
@@ -101,7 +102,7 @@ def main() -> None:
                    {"file": v.name, "sha256_16": hashlib.sha256(v.read_bytes()).hexdigest()[:16], "frames": len(g)}
                    for v, _, g in data], "leave_one_out": rows, "pooled": pooled}
         model = fit([d[1:] for d in data], args.lam, info)
-        args.out.write_text(json.dumps(model.to_dict(), indent=1) + "\n", encoding="utf-8")
+        atomic_write_text(args.out, json.dumps(model.to_dict(), indent=1) + "\n")
         print(json.dumps({"wrote": str(args.out)}))
 
 

@@ -85,7 +85,17 @@ def render_column(out: Path) -> None:
             raise SystemExit("no face found in the re-voiced video")
         width = float(np.linalg.norm(p[61] - p[291]))
         tiles.append(_crop(rgb, p[[61, 291]].mean(axis=0) + (0, 0.1 * width), 0.9 * width, TILE[1] / TILE[0]))
-    cv2.imwrite(str(out), np.concatenate(tiles + eyes, axis=0)[:, :, ::-1])
+    _write(out, np.concatenate(tiles + eyes, axis=0)[:, :, ::-1])
+
+
+def _write(out: Path, bgr: np.ndarray, flags: list[int] | None = None) -> None:
+    """Encode by the file's suffix and write it whole or not at all."""
+    from studio.core.fileio import atomic_write_bytes
+
+    ok, data = cv2.imencode(out.suffix or ".png", bgr, flags or [])
+    if not ok:
+        raise SystemExit(f"cannot encode {out}")
+    atomic_write_bytes(out, data.tobytes())
 
 
 def combine(before: Path, after: Path, out: Path) -> None:
@@ -100,7 +110,7 @@ def combine(before: Path, after: Path, out: Path) -> None:
     cv2.putText(head, "after", (a.shape[1] + 18, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
     body = np.concatenate([a, np.full((a.shape[0], 8, 3), 255, np.uint8), b], axis=1)
     flags = [cv2.IMWRITE_JPEG_QUALITY, 88] if out.suffix.lower() in (".jpg", ".jpeg") else [cv2.IMWRITE_PNG_COMPRESSION, 9]
-    cv2.imwrite(str(out), np.concatenate([head, body], axis=0), flags)
+    _write(out, np.concatenate([head, body], axis=0), flags)
 
 
 def main() -> None:
@@ -109,10 +119,10 @@ def main() -> None:
     ap.add_argument("--combine", nargs=2, type=Path, metavar=("BEFORE", "AFTER"))
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
+    sys.path.insert(0, str(args.code.resolve()))
     if args.combine:
         combine(*args.combine, args.out)
         return
-    sys.path.insert(0, str(args.code.resolve()))
     render_column(args.out)
 
 

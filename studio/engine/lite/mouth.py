@@ -47,6 +47,24 @@ NATURAL_RGB: dict[str, tuple[float, float, float]] = {
 BRIGHTNESS: dict[str, float] = {"teeth": 1.2, "gum": 0.8, "tongue": 0.85, "cavity": 0.3}
 
 
+def _region_pixels(rgb: np.ndarray, polygon: np.ndarray, hole: np.ndarray | None = None,
+                   max_pixels: int = 40000) -> np.ndarray:
+    """(N, 3) float32 pixels inside ``polygon`` and outside ``hole`` ((K, 2) pixel polygons), from the polygon's
+    bounding box only, every k-th row and column when it holds more than ``max_pixels`` (medians and
+    percentiles of a region do not need all of a large face's pixels)."""
+    h, w = rgb.shape[:2]
+    x0, y0 = np.maximum(np.floor(polygon.min(axis=0)).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(polygon.max(axis=0)).astype(int) + 1, (w, h))
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 3), np.float32)
+    shape = (y1 - y0, x1 - x0)
+    mask = _polygon_mask(shape, [polygon - (x0, y0)])
+    if hole is not None:
+        mask &= ~_polygon_mask(shape, [hole - (x0, y0)])
+    k = max(1, int(np.sqrt(shape[0] * shape[1] / max_pixels)))
+    return rgb[y0:y1:k, x0:x1:k][mask[::k, ::k]].astype(np.float32)
+
+
 def _chromaticity(rgb: np.ndarray) -> np.ndarray:
     rgb = np.asarray(rgb, np.float64)
     return rgb / max(float(rgb.sum()), 1e-6)
@@ -111,14 +129,12 @@ class MouthPalette:
             rgb: (H, W, 3) uint8 photo. points: (478, 2) landmarks in pixels.
             gap0: the photo's inner-lip gap in pixels; mouth_w: mouth width in pixels.
         """
-        h, w = rgb.shape[:2]
         outer = np.concatenate([points[list(T.LIPS_UPPER_OUTER)], points[list(T.LIPS_LOWER_OUTER)][::-1]])
         inner = np.concatenate([points[list(T.LIPS_UPPER_INNER)], points[list(T.LIPS_LOWER_INNER)][::-1]])
-        lips = _polygon_mask((h, w), [outer]) & ~_polygon_mask((h, w), [inner])
-        lip_px = rgb[lips].astype(np.float32) if lips.any() else np.array([[150.0, 90.0, 90.0]], np.float32)
-        lip = np.median(lip_px, axis=0)
-        face = _polygon_mask((h, w), [points[list(T.FACE_OVAL)]]) & ~_polygon_mask((h, w), [outer])
-        skin = np.median(rgb[face].astype(np.float32), axis=0) if face.sum() > 20 else np.array([190.0, 150.0, 130.0])
+        lip_px = _region_pixels(rgb, outer, inner)
+        lip = np.median(lip_px, axis=0) if len(lip_px) else np.array([150.0, 90.0, 90.0], np.float32)
+        face_px = _region_pixels(rgb, np.asarray(points)[list(T.FACE_OVAL)], outer)
+        skin = np.median(face_px, axis=0) if len(face_px) > 20 else np.array([190.0, 150.0, 130.0])
         # chromaticities (r, g, b) / (r + g + b): a tint or a grade multiplies every colour alike, so in a
         # monochrome (grey, sepia) photo lips and skin share one chromaticity; natural lips differ from skin
         skin_c, lip_c = _chromaticity(skin), _chromaticity(lip)
@@ -144,7 +160,7 @@ class MouthPalette:
 
         teeth = None
         if gap0 > 0.06 * mouth_w:  # the photo shows its teeth (same test as FaceRig.shows_teeth): take their colour
-            inside = rgb[_polygon_mask((h, w), [inner])].astype(np.float32)
+            inside = _region_pixels(rgb, inner)
             if len(inside) > 20:
                 lum = inside.mean(axis=1)
                 teeth = inside[lum >= np.percentile(lum, 80)].mean(axis=0)
@@ -325,15 +341,10 @@ class MouthAtlas:
             return False
         outer = np.concatenate([points[list(T.LIPS_UPPER_OUTER)], points[list(T.LIPS_LOWER_OUTER)][::-1]])
         inner = np.concatenate([points[list(T.LIPS_UPPER_INNER)], points[list(T.LIPS_LOWER_INNER)][::-1]])
-        x0, y0 = np.maximum(np.floor(outer.min(axis=0)).astype(int), 0)
-        x1, y1 = np.minimum(np.ceil(outer.max(axis=0)).astype(int) + 1, (rgb.shape[1], rgb.shape[0]))
-        if x1 - x0 < 4 or y1 - y0 < 4:
+        lips = _region_pixels(rgb, outer, inner)
+        if len(lips) < 20:
             return False
-        crop = rgb[y0:y1, x0:x1]
-        lips = _polygon_mask(crop.shape[:2], [outer - (x0, y0)]) & ~_polygon_mask(crop.shape[:2], [inner - (x0, y0)])
-        if lips.sum() < 20:
-            return False
-        self._bins[b] = (opening, interior_texture(rgb, points), np.median(crop[lips].astype(np.float32), axis=0))
+        self._bins[b] = (opening, interior_texture(rgb, points), np.median(lips, axis=0))
         return True
 
     def finish(self) -> "MouthAtlas":
@@ -398,13 +409,13 @@ def refine_inner_lips(rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
     outer = np.concatenate([p[list(T.LIPS_UPPER_OUTER)], p[list(T.LIPS_LOWER_OUTER)][::-1]])
     if T.inner_lip_gap(p) <= 0.06 * M or M < 8:
         return p
-    inside = rgb[_polygon_mask((h, w), [inner])].astype(np.float32)
-    ring = _polygon_mask((h, w), [outer]) & ~_polygon_mask((h, w), [inner])
-    if len(inside) < 20 or ring.sum() < 20:
+    inside = _region_pixels(rgb, inner)
+    ring = _region_pixels(rgb, outer, inner)
+    if len(inside) < 20 or len(ring) < 20:
         return p
     lum = inside.mean(axis=1)
     teeth = inside[lum >= np.percentile(lum, 80)].mean(axis=0)
-    lip = np.median(rgb[ring].astype(np.float32), axis=0)
+    lip = np.median(ring, axis=0)
     if np.linalg.norm(teeth - lip) < 30.0:  # teeth and lips look alike: nothing to tell apart
         return p
     eu = p[T.MOUTH_RIGHT] - p[T.MOUTH_LEFT]
