@@ -98,6 +98,46 @@ def test_blink_reads_as_closed_eyes(name):
     assert ear(closed) < 0.6 * ear(face.points)
 
 
+@pytest.mark.parametrize("name", ["woman_brown_hair_624px.jpg", "obama_official.jpg", "man_grey_hair_3511px.jpg"])
+def test_closed_lids_have_the_photos_skin_grain_and_no_edge(name):
+    """A closed lid carries the grain of the photo's own lid skin (not a flat patch: before issue 17 the
+    texture ratio was 0.04-0.18 on these photos), and the changed area's border steps no more than the
+    skin's own variation does."""
+    from studio.engine.eval.metrics import eyelid_realism
+
+    rgb, face, eng, ident = _prepared(name)
+    opened = eng.render_values(ident, {}).copy()
+    closed = eng.render_values(ident, {"blink_l": 1.0, "blink_r": 1.0}).copy()
+    for eye in (T.EYE_IMAGE_LEFT, T.EYE_IMAGE_RIGHT):
+        m = eyelid_realism(opened, closed, face.points, eye)
+        assert 0.45 < m["texture"] < 1.5, m
+        assert m["border_step"] < 1.25 * m["skin_step"], m
+
+
+def _dark_runs(row: np.ndarray, thresh: float) -> int:
+    dark = row < thresh
+    return int(np.count_nonzero(dark[1:] & ~dark[:-1]))
+
+
+def test_closed_lids_have_lashes_hanging_from_the_margin():
+    """Below the closed lid's margin, lashes are separate dark strands (several dark runs across a row),
+    not one solid line."""
+    rgb, face, eng, ident = _prepared("man_grey_hair_3511px.jpg")
+    closed = eng.render_values(ident, {"blink_l": 1.0}).copy()
+    eye = ident.rig.eyes[0]
+    gap = float(np.max(eye["b_lo"] - eye["b_up"]))
+    a0, a1 = float(eye["knots"][0]), float(eye["knots"][-1])
+    luma = closed.astype(float) @ (0.299, 0.587, 0.114)
+    runs = []
+    a = np.linspace(a0 + 0.1 * (a1 - a0), a1 - 0.3 * (a1 - a0), 400)  # its outer part: image left
+    margin = np.interp(a, eye["knots"], eye["b_up"] + 1.1155 * (eye["b_lo"] - eye["b_up"]))  # closed
+    for depth in (0.15, 0.25, 0.35):  # below the margin, in openings
+        pts = eye["origin"] + a[:, None] * eye["ea"] + (margin + depth * gap)[:, None] * eye["eb"]
+        row = luma[np.round(pts[:, 1]).astype(int), np.round(pts[:, 0]).astype(int)]
+        runs.append(_dark_runs(row, 0.8 * np.median(row)))
+    assert max(runs) >= 10, runs  # (5 before the lashes were drawn)
+
+
 def test_head_motion_moves_the_face():
     rgb, face, eng, ident = _prepared("woman_brown_hair_624px.jpg")
     turned = _redetect(eng.render_values(ident, {"yaw": 4.0}))

@@ -172,3 +172,73 @@ def interior_difference(real: list[tuple[np.ndarray, float]], generated: list[tu
     g_gen = float(np.mean([b[1] for b in generated]))
     return {"mouth_de": float(np.mean(de)), "mouth_texture": g_gen / g_real if g_real > 1e-9 else float("nan")}
 
+
+
+def _grad_energy_l(lum: np.ndarray) -> np.ndarray:
+    gx = cv2.Sobel(lum, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(lum, cv2.CV_32F, 0, 1, ksize=3)
+    return gx * gx + gy * gy
+
+
+def eyelid_realism(open_rgb: np.ndarray, closed_rgb: np.ndarray, points: np.ndarray, eye: dict) -> dict[str, float]:
+    """How a rendered closed upper lid compares with the photo's own open-lid skin (issue 17's lid measures).
+
+    Regions, from the open face's landmarks (the lid closes over the eye's opening):
+    - closed lid: the upper half of the eye's opening (between the upper lid and the middle of the opening,
+      1 px in), which the closed lid's skin covers (away from the lash line where the lids meet);
+    - open lid skin: the band 0.5 to 1.1 opening heights above the upper lid, without its hair (pixels
+      darker than 0.7 of the band's median L: lashes, brow);
+    - border: the pixels within 1 px of the edge of the changed area (L differs by > 1 between the frames,
+      within 2 opening heights of the eye).
+
+    Args:
+        open_rgb, closed_rgb: (H, W, 3) uint8 renders with the eye open (rest) and closed.
+        points: (478, 2) MediaPipe landmarks of the open face, in its pixels.
+        eye: :data:`~studio.engine.face.topology.EYE_IMAGE_LEFT` or ``EYE_IMAGE_RIGHT``.
+
+    Returns:
+        ``texture``: mean gradient energy (Sobel 3x3 of CIELAB L, L units² / pixel²) of the closed lid over
+        that of the open lid skin (1 = the same grain; a flat patch is well below 1);
+        ``border_step``: mean abs L difference between neighbouring pixels (the larger of the horizontal and
+        vertical one) on the changed area's border; ``skin_step``: mean abs L difference across a 2 px
+        vertical shift inside the open lid skin (the photo's own variation: a border step at or below it is
+        invisible). NaN where a region is empty.
+    """
+    up = points[list(eye["upper"])]
+    lo = points[list(eye["lower"])]
+    h = float(np.ptp(np.concatenate([up, lo])[:, 1]))
+    nan = dict.fromkeys(("texture", "border_step", "skin_step"), float("nan"))
+    if h < 2:
+        return nan
+    x0, y0 = np.maximum(np.floor(np.concatenate([up, lo]).min(axis=0) - 2 * h).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(np.concatenate([up, lo]).max(axis=0) + 2 * h).astype(int) + 1,
+                        open_rgb.shape[1::-1])
+
+    def lum(rgb: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(rgb[y0:y1, x0:x1].astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)[..., 0]
+
+    def poly(p: np.ndarray) -> np.ndarray:
+        m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(m, [np.round((p - (x0, y0)) * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+        return m
+
+    l_open, l_closed = lum(open_rgb), lum(closed_rgb)
+    mid = 0.5 * (up + lo)
+    lid = cv2.erode(poly(np.concatenate([up, mid[::-1]])), np.ones((3, 3), np.uint8)).astype(bool)
+    band = poly(np.concatenate([up - (0, 0.5 * h), (up - (0, 1.1 * h))[::-1]])).astype(bool)
+    if band.any():
+        band &= l_open > 0.7 * np.median(l_open[band])
+    if lid.sum() < 4 or band.sum() < 4:
+        return nan
+    out = dict(nan)
+    e_skin = float(np.mean(_grad_energy_l(l_open)[band]))
+    out["texture"] = float(np.mean(_grad_energy_l(l_closed)[lid])) / e_skin if e_skin > 1e-9 else float("nan")
+    changed = (np.abs(l_closed - l_open) > 1.0).astype(np.uint8)
+    kernel = np.ones((3, 3), np.uint8)
+    border = (cv2.dilate(changed, kernel) - cv2.erode(changed, kernel)).astype(bool)
+    if border.any():
+        dy = np.abs(np.diff(l_closed, axis=0, prepend=l_closed[:1]))
+        dx = np.abs(np.diff(l_closed, axis=1, prepend=l_closed[:, :1]))
+        out["border_step"] = float(np.mean(np.maximum(dx, dy)[border]))
+    out["skin_step"] = float(np.mean(np.abs(l_open[2:] - l_open[:-2])[band[2:]]))
+    return out

@@ -51,7 +51,9 @@ class LitePrepared:
         """Per eye (image-left, image-right): the closing lids' colours, sampled on the first blink (video
         re-voicing prepares every frame and never blinks, so it never pays for them). Computing it twice
         from two threads gives the same value, so the cache needs no lock."""
-        return tuple(LidPalette.from_photo(self.image, eye, self.rig.lid_layout) for eye in self.rig.eyes)
+        # the image-left eye's outer corner is towards image left
+        return tuple(LidPalette.from_photo(self.image, eye, self.rig.lid_layout, outward, seed=i)
+                     for i, (eye, outward) in enumerate(zip(self.rig.eyes, (-1.0, 1.0))))
 
 
 class LiteEngine:
@@ -243,8 +245,9 @@ class LiteEngine:
             if k <= 0.0:
                 continue
             gap = eye["b_lo"] - eye["b_up"]
-            lo_b = float(eye["b_up"].min()) - 0.3 * float(gap.max()) - eye["stretch"] - 2.0
-            hi_b = float(eye["b_lo"].max()) + 0.3 * float(gap.max()) + 2.0
+            # the whole layer (up to its faded top) and the lashes, with skin around them to colour it from
+            lo_b = float(eye["b_up"].min()) - 0.5 * float(gap.max()) - 1.3 * eye["stretch"] - 3.0
+            hi_b = float(eye["b_lo"].max()) + 0.6 * float(gap.max()) + 2.0
             rel = unblinked - eye["origin"].astype(np.float32)
             a = rel @ eye["ea"].astype(np.float32)
             b = rel @ eye["eb"].astype(np.float32)
