@@ -13,6 +13,7 @@ from typing import Sequence
 
 from studio import __version__
 from studio.core.errors import Cancelled, StudioError
+from studio.core.termination import Terminated, termination_raises
 
 
 def _number(kind: type, what: str, example: str):
@@ -108,19 +109,14 @@ def _settings_from_args(args: argparse.Namespace):
         InputError: the transcript file cannot be read, is not a regular file or is larger than 1 MiB.
         ConfigError: a value that :meth:`RenderSettings.check_values` rejects.
     """
-    from studio.core.errors import InputError
     from studio.engine.settings import RenderSettings
 
     transcript = args.transcript
     if args.transcript_file is not None:
-        path = args.transcript_file
-        if not path.is_file() or path.stat().st_size > MAX_TRANSCRIPT_BYTES:
-            raise InputError(f"the transcript file {path} is not a regular text file of at most 1 MiB",
-                             "give a UTF-8 text file with what is said")
-        try:
-            transcript = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read the transcript file {path}: {exc}", "give a UTF-8 text file") from None
+        from studio.core.fileio import read_text_bounded
+
+        transcript = read_text_bounded(args.transcript_file, what="transcript file", max_bytes=MAX_TRANSCRIPT_BYTES,
+                                       hint="give a UTF-8 text file (at most 1 MiB) with what is said")
     from studio.engine.sources.settings import is_pose_preset
 
     def absolute(path: Path | None) -> Path | None:  # a batch queue outlives the working folder
@@ -459,30 +455,40 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``talkstudio`` console script; returns the process exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "gui":  # Qt runs its own event loop; a termination signal ends it as before
+        return _cmd_gui(args)
     try:
-        if args.command == "render":
-            return _cmd_render(args)
-        if args.command == "gui":
-            return _cmd_gui(args)
-        if args.command == "eval":
-            return _cmd_eval(args)
-        if args.command == "batch":
-            return _cmd_batch(args)
-        if args.command == "models":
-            return _cmd_models(args)
-        if args.command == "invert":
-            return _cmd_invert(args)
-        if args.command == "tune":
-            return _cmd_tune(args)
-        if args.command == "train":
-            return _cmd_train(args)
+        with termination_raises():
+            return _dispatch(args)
     except Cancelled as exc:
         return _fail(exc)
+    except Terminated as exc:
+        print(f"error: stopped by {exc.signal_name} — no output was written (temporary files removed)",
+              file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("error: cancelled — no output was written", file=sys.stderr)
         return Cancelled.exit_code
     except StudioError as exc:
         return _fail(exc)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the parsed command; returns its exit status."""
+    if args.command == "render":
+        return _cmd_render(args)
+    if args.command == "eval":
+        return _cmd_eval(args)
+    if args.command == "batch":
+        return _cmd_batch(args)
+    if args.command == "models":
+        return _cmd_models(args)
+    if args.command == "invert":
+        return _cmd_invert(args)
+    if args.command == "tune":
+        return _cmd_tune(args)
+    if args.command == "train":
+        return _cmd_train(args)
     return 2
 
 

@@ -19,6 +19,7 @@ speech file into one MP4.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -33,7 +34,8 @@ from typing import Generator, Iterable
 
 from studio.core.errors import Cancelled, ConfigError, InputError, OutputError, StudioError
 from studio.core.events import CancelToken, Job as LongJob, Notice, Progress
-from studio.core.fileio import atomic_write_text
+from studio.core.fileio import atomic_write_text, read_text_bounded
+from studio.core.termination import pid_alive
 from studio.engine.base import Done
 from studio.engine.dub import VIDEO_FITS, DubSettings, dub_video, is_video_identity
 from studio.engine.pipeline import RenderRequest, render
@@ -45,6 +47,8 @@ from studio.media.video import probe_media
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = ".talkstudio-batch.sqlite"
+#: the largest jobs CSV read (a row is ~200 bytes: 16 MiB is ~80,000 jobs)
+MAX_CSV_BYTES = 16 << 20
 REPORT_NAME = "batch-report.json"
 SCHEMA_VERSION = 2
 STATUSES = ("pending", "running", "done", "failed", "cancelled")
@@ -194,11 +198,12 @@ def jobs_from_csv(path: Path, output_dir: Path, *, defaults: JobSpec | None = No
     path = Path(path).expanduser()
     base = path.absolute().parent
     d = defaults or JobSpec(Path(), Path(), Path())
+    text = read_text_bounded(path, what="jobs file", max_bytes=MAX_CSV_BYTES, encoding="utf-8-sig",
+                             hint="give a UTF-8 CSV file (at most 16 MiB) with a header row")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-            header = [h.strip().lower() for h in (rows[0].keys() if rows else [])]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        header = [h.strip().lower() for h in (rows[0].keys() if rows else [])]
+    except csv.Error as exc:
         raise InputError(f"cannot read the jobs file {path}: {exc}", "give a UTF-8 CSV file with a header row") from None
     if not rows:
         raise ConfigError(f"no jobs in {path}", "add a header (identity,audio and optional columns such as "
@@ -329,19 +334,7 @@ def queue_path(output_dir: Path) -> Path:
 
 
 def _pid_alive(pid: int | None) -> bool:
-    if not pid or pid <= 0:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
+    return bool(pid) and pid_alive(int(pid))
 
 
 def partial_files(output: Path) -> list[Path]:

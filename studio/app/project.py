@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from studio.core.errors import InputError, StudioError
-from studio.core.fileio import atomic_write_text
+from studio.core.fileio import atomic_write_text, read_text_bounded
 from studio.core.paths import data_dir
 from studio.engine.settings import FLAT_NAMES, RenderSettings, absolute_path, relative_path
 
 SCHEMA_VERSION = 2
+#: the largest project file read (keyframes of hours of video are well under 1 MiB)
+MAX_PROJECT_BYTES = 16 << 20
 PROJECT_SUFFIX = ".talkproj"
 
 #: Fields whose change requires the speech analysis / control track to be rebuilt (``prepare``): the
@@ -261,20 +263,32 @@ def migrate(data: dict[str, Any], *, source: str = "the project") -> dict[str, A
     return data
 
 
-def read_project_file(path: Path) -> tuple[ProjectState, dict[str, Any]]:
-    """Read and migrate a project (or autosave) file: (state, the raw migrated dict)."""
+def read_project_file(path: Path, *, autosave: bool = False) -> tuple[ProjectState, dict[str, Any]]:
+    """Read and migrate a project (or autosave) file: (state, the raw migrated dict).
+
+    Relative paths in a project file are relative to its own folder, always: a ``base_dir`` key is honoured
+    only in the studio's own autosaves (``autosave=True``, files in its data folder), never in a project
+    file, which may come from anywhere and must not redirect where it reads and writes.
+
+    Raises:
+        InputError: missing, not a regular file, over :data:`MAX_PROJECT_BYTES`, not JSON, not a project, or
+            a field of the wrong type or value.
+    """
     path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"project not found: {path}", "check the path or pick it again from File > Open")
+    text = read_text_bounded(path, what="project", max_bytes=MAX_PROJECT_BYTES,
+                             hint="open a .talkproj file saved by the studio")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"project not found: {path}", "check the path or pick it again from File > Open") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         raise InputError(f"cannot read the project {path}: {exc}", "the file is damaged or not a project") from None
     if not isinstance(data, dict):
         raise InputError(f"{path} is not a Talking Head Studio project", "open a .talkproj file")
     try:
         data = migrate(data, source=str(path))
-        base = Path(data.get("base_dir") or path.parent)
+        given = data.get("base_dir")
+        base = Path(given) if autosave and isinstance(given, str) and Path(given).is_absolute() else path.parent
         return state_from_dict(data, base), data
     except InputError:
         raise
@@ -412,7 +426,7 @@ class Recovery:
 
     def load(self) -> Project:
         """The recovered document: the autosaved state, at its project's path, marked dirty."""
-        state, _ = read_project_file(self.autosave)
+        state, _ = read_project_file(self.autosave, autosave=True)
         project = Project(state, self.project)
         project.dirty = True
         return project
@@ -439,11 +453,12 @@ def find_recoveries() -> list[Recovery]:
         return out
     for path in folder.glob("*.json"):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_text_bounded(path, what="autosave", max_bytes=MAX_PROJECT_BYTES, hint=""))
             saved_at = float(data.get("saved_at", path.stat().st_mtime))
-        except (OSError, ValueError, TypeError):
+            of = data.get("autosave_of")
+            project = Path(of) if isinstance(of, str) and of else None
+        except (StudioError, OSError, ValueError, TypeError, AttributeError, RecursionError):
             continue
-        project = Path(data["autosave_of"]) if data.get("autosave_of") else None
         if project is not None and project.exists() and project.stat().st_mtime >= saved_at:
             path.unlink(missing_ok=True)  # the project was saved after: stale
             continue

@@ -40,12 +40,41 @@ def popen_kwargs() -> dict:
     """Extra ``subprocess`` arguments for ffmpeg children.
 
     The child gets its own process group so that a Ctrl-C in the terminal reaches only Python,
-    which then stops ffmpeg itself and cleans up; on Windows no console window pops up.
+    which then stops ffmpeg itself and cleans up; on Linux it is killed when the studio dies (even by
+    SIGKILL); on Windows no console window pops up.
     """
     if sys.platform == "win32":
         flags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
         return {"creationflags": flags}
-    return {"start_new_session": True}
+    kwargs: dict = {"start_new_session": True}
+    die = _die_with_parent()
+    if die is not None:
+        kwargs["preexec_fn"] = die
+    return kwargs
+
+
+def _die_with_parent():
+    """On Linux, a function for ``preexec_fn`` that asks the kernel to SIGKILL the child when the thread that
+    started it dies (``prctl(PR_SET_PDEATHSIG)``): after a SIGKILL of the studio, ffmpeg must not go on and
+    finish a half-written file. The ctypes call is prepared here, in the parent, so the child only calls it.
+    None elsewhere (macOS has no equivalent; there a killed parent closes ffmpeg's stdin and it stops)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    pr_set_pdeathsig, sigkill = 1, int(signal.SIGKILL)
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, sigkill, 0, 0, 0)
+
+    return preexec
 
 
 def run_ffmpeg(args: list[str]) -> subprocess.CompletedProcess[bytes]:

@@ -133,6 +133,7 @@ class FrameEncoder:
         self._reader: threading.Thread | None = None
         self._wav: Path | None = None
         self._closed = True  # until ffmpeg runs: nothing for abort()/__del__ to clean up
+        remove_stale_temp_files(self.path.parent)
         self._partial: Path | None = _reserve_partial_file(self.path)
         try:
             if audio is not None:
@@ -400,6 +401,41 @@ def _check_metadata(metadata: Mapping[str, object] | None) -> dict[str, str]:
     return tags
 
 
+_PARTIAL_RE = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.partial\.mp4$")
+_TEMP_WAV_RE = re.compile(r"^talkstudio-(\d+)-[^/]*\.wav$")
+
+
+def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files of encoders whose process is gone; returns what was deleted.
+
+    A process killed outright (SIGKILL, a power cut) cannot clean up after itself. Each encoder's files carry
+    its process id: the hidden ``.NAME.<pid>.<id>.partial.mp4`` in ``folder`` and the soundtrack
+    ``talkstudio-<pid>-*.wav`` in the system temp folder; those of processes that no longer exist on this
+    machine are removed by the next encoder that starts. Files of live processes, and anything else, are left
+    alone; errors are ignored (best effort).
+    """
+    from studio.core.termination import pid_alive
+
+    removed = []
+    for where, pattern in ((Path(folder), _PARTIAL_RE), (Path(tempfile.gettempdir()), _TEMP_WAV_RE)):
+        try:
+            names = os.listdir(where)
+        except OSError:
+            continue
+        for name in names:
+            m = pattern.match(name)
+            if m is None or pid_alive(int(m.group(1))):
+                continue
+            path = where / name
+            try:
+                if path.is_symlink() or path.is_file():
+                    path.unlink()
+                    removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
 def _reserve_partial_file(path: Path) -> Path:
     """Check the output location and create the (empty) temporary file ffmpeg will write.
 
@@ -435,7 +471,7 @@ def _temp_wav(audio: AudioClip) -> Path:
     if audio.sample_rate not in _AAC_RATES:
         samples = resample(audio.samples, audio.sample_rate, _AAC_DEFAULT_RATE)
         audio = AudioClip(samples, _AAC_DEFAULT_RATE)
-    fd, name = tempfile.mkstemp(prefix="talkstudio-", suffix=".wav")
+    fd, name = tempfile.mkstemp(prefix=f"talkstudio-{os.getpid()}-", suffix=".wav")
     os.close(fd)
     try:
         return write_wav(name, audio, subtype="FLOAT")

@@ -1,0 +1,186 @@
+"""Hostile and unlucky inputs (issue 18): termination signals, dead runs' files, unbounded reads, untrusted
+project files and outputs that must stay where the user said."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import REPO, sample
+from studio.cli import main
+from studio.media.audio import load_audio
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+
+
+def _tiled(src: Path, dst: Path, seconds: float) -> Path:
+    clip = load_audio(src, sample_rate=16000)
+    sf.write(dst, np.resize(clip.samples, int(seconds * 16000)), 16000, subtype="PCM_16")
+    return dst
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids of the processes whose command line contains ``text`` (Linux /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in cmd:
+            out.append(int(entry.name))
+    return out
+
+
+def _start_render(tmp_path: Path, seconds: float = 120.0) -> tuple[subprocess.Popen, Path, Path]:
+    """A CLI render of ``seconds`` of speech into tmp_path/out, with its own TMPDIR; returns once ffmpeg is
+    writing frames (its .partial file has grown), long before the render can end."""
+    audio = _tiled(sample("audio/english_60s_16k_mono.wav"), tmp_path / "speech.wav", seconds)
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    out.mkdir()
+    tmp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp)}
+    proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "render", "--image",
+                             str(sample("images/taylor_256px.jpg")), "--audio", str(audio), "--output",
+                             str(out / "talk.mp4"), "--quiet"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"render exited early ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
+        partial = [p for p in out.iterdir() if p.name.endswith(".partial.mp4")]
+        if partial and partial[0].stat().st_size > 0:
+            return proc, out, tmp
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("the render never started encoding")
+
+
+@posix_only
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_termination_signals_leave_nothing_behind(tmp_path, sig):
+    """What `timeout`, `docker stop` and a closing terminal send: one clear line, exit 128 + signal, no video,
+    no .partial in the output folder, no temp WAV, no ffmpeg left running."""
+    proc, out, tmp = _start_render(tmp_path)
+    partial = next(p.name for p in out.iterdir() if p.name.endswith(".partial.mp4"))
+    try:
+        proc.send_signal(getattr(signal, sig))
+        rc = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read().decode()
+    assert rc == 128 + getattr(signal, sig), err[-2000:]
+    assert f"stopped by {sig}" in err and "Traceback" not in err, err[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == []
+    assert [p.name for p in tmp.iterdir() if p.name.startswith("talkstudio-")] == []
+    assert _processes_mentioning(partial) == []
+
+
+@posix_only
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
+def test_after_sigkill_ffmpeg_dies_and_the_next_run_cleans_up(tmp_path, monkeypatch):
+    proc, out, tmp = _start_render(tmp_path)
+    partial = next(p for p in out.iterdir() if p.name.endswith(".partial.mp4"))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    deadline = time.monotonic() + 30
+    while _processes_mentioning(partial.name) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_mentioning(partial.name) == [], "the encoder outlived the killed studio"
+    # killed with its parent, ffmpeg did not go on to finish the file: the leftover is not a playable MP4
+    from studio.core.errors import StudioError
+    from studio.media.video import probe_media
+
+    with pytest.raises(StudioError):
+        probe_media(partial)
+    wavs = [p for p in tmp.iterdir() if p.name.startswith("talkstudio-") and p.suffix == ".wav"]
+    assert partial.exists() and wavs, "a killed process cannot clean up (the premise of this test)"
+    # the next run that writes into that folder removes what the dead run left (and only that)
+    live = out / f".other.mp4.{os.getpid()}.0123abcd.partial.mp4"
+    live.write_bytes(b"a live run's file")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    short = _tiled(sample("audio/english_short_16k_mono.wav"), tmp_path / "short.wav", 1.0)
+    assert main(["render", "--image", str(sample("images/taylor_256px.jpg")), "--audio", str(short),
+                 "--output", str(out / "next.mp4"), "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([live.name, "next.mp4"])
+    assert [p for p in tmp.iterdir() if p.name.startswith("talkstudio-")] == []
+
+
+# ------------------------------------------------------------------------------------------ unbounded reads
+
+@posix_only
+@pytest.mark.parametrize("make_argv", [
+    lambda t: ["render", "--image", str(sample("images/taylor_256px.jpg")), "--audio",
+               str(sample("audio/english_short_16k_mono.wav")), "--output", str(t / "o.mp4"),
+               "--transcript-file", "/dev/zero"],
+    lambda t: ["batch", "/dev/zero", "--output-dir", str(t / "b")],
+], ids=["transcript", "batch-csv"])
+def test_devices_are_refused_before_reading(tmp_path, capsys, make_argv):
+    assert main(make_argv(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "/dev/zero" in err and "not a regular file" in err
+
+
+def test_oversized_text_inputs_are_refused(tmp_path, capsys):
+    from studio.app.batch import MAX_CSV_BYTES
+
+    big = tmp_path / "jobs.csv"
+    with open(big, "wb") as fh:
+        fh.write(b"identity,audio\n")
+        fh.truncate(MAX_CSV_BYTES + 1)
+    assert main(["batch", str(big), "--output-dir", str(tmp_path / "b")]) == 2
+    assert "too large" in capsys.readouterr().err
+
+
+@posix_only
+def test_sigterm_stops_a_batch_cleanly(tmp_path):
+    """The running job becomes "cancelled" (resumable), its temp files go, and the queue's runner mark is
+    released, so `--resume` starts at once."""
+    import sqlite3
+
+    from studio.app.batch import BatchQueue, partial_files, queue_path
+
+    long = _tiled(sample("audio/english_60s_16k_mono.wav"), tmp_path / "long.wav", 60.0)
+    (tmp_path / "jobs.csv").write_text(f"identity,audio\n{sample('images/taylor_256px.jpg')},{long}\n",
+                                       encoding="utf-8")
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp)}
+    proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "batch", str(tmp_path / "jobs.csv"), "--output-dir",
+                             str(out), "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def rendering() -> bool:
+        try:
+            jobs = BatchQueue(out).jobs() if queue_path(out).exists() else []
+        except Exception:  # noqa: BLE001 - the queue is being created
+            return False
+        return bool(jobs) and jobs[0].status == "running" and any(p.stat().st_size > 0
+                                                                   for p in partial_files(jobs[0].output))
+
+    deadline = time.monotonic() + 300
+    while not rendering():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "the batch never started rendering"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(60)
+    err = proc.stderr.read().decode()
+    assert rc == 143 and "stopped by SIGTERM" in err and "Traceback" not in err, err[-2000:]
+    job = BatchQueue(out).jobs()[0]
+    assert job.status == "cancelled" and job.pid is None
+    assert not partial_files(job.output) and not job.output.exists()
+    assert [p.name for p in tmp.iterdir()] == []
+    with sqlite3.connect(queue_path(out)) as con:
+        assert con.execute("SELECT value FROM meta WHERE key='runner_pid'").fetchone() is None
