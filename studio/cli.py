@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--audio", required=True, type=Path, metavar="SPEECH",
                    help="speech (WAV, FLAC, OGG, MP3, M4A/AAC, or a video file's audio track)")
     r.add_argument("--output", required=True, type=Path, metavar="OUT.mp4", help="video to write")
+    r.add_argument("--overwrite", action="store_true", help="replace OUT.mp4 if it exists (default: refuse)")
     _add_render_settings(r)
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -268,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--video-fit", default="loop", choices=["loop", "trim"],
                    help="video identities shorter than the speech: loop with a crossfade, or trim the speech "
                         "(a longer video is always cut at the speech's end; default: loop)")
+    b.add_argument("--skip-invalid", action="store_true",
+                   help="run the valid rows of JOBS.csv and list the others (default: list them all and run none)")
     b.add_argument("--report", type=Path, metavar="REPORT.json", help="JSON report (default: DIR/batch-report.json)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -298,7 +301,9 @@ def _fail(exc: StudioError) -> int:
 
 def _cmd_render(args: argparse.Namespace) -> int:
     from studio.engine.pipeline import RenderRequest, render
+    from studio.media.kinds import check_output_path
 
+    check_output_path(args.output, overwrite=args.overwrite)
     request = RenderRequest(image=args.image, audio=args.audio, output=args.output,
                             settings=_settings_from_args(args))
     done = _consume(render(request), quiet=args.quiet)

@@ -15,7 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
-from studio.app.batch import BatchEvent, BatchQueue, BatchReport, JobSpec, jobs_from_csv, jobs_from_folders, run_batch
+from studio.app.batch import (BatchEvent, BatchQueue, BatchReport, InvalidJobs, JobSpec, jobs_from_csv, jobs_from_folders,
+                              run_batch)
 from studio.core.errors import Cancelled, ConfigError
 from studio.core.events import CancelToken, Returning
 from studio.engine.settings import RenderSettings
@@ -31,7 +32,19 @@ def _specs(args: argparse.Namespace, settings: RenderSettings) -> list[JobSpec] 
                           "run one batch per jobs source, or put every job in the CSV")
     defaults = JobSpec(identity=Path(), audio=Path(), output=Path(), settings=settings, video_fit=args.video_fit)
     if args.jobs is not None:
-        return jobs_from_csv(args.jobs, args.output_dir, defaults=defaults)
+        problems: list[tuple[str, str]] = []
+        try:
+            specs = jobs_from_csv(args.jobs, args.output_dir, defaults=defaults, skip_invalid=args.skip_invalid,
+                                  problems=problems)
+        except InvalidJobs as exc:
+            print(exc.table(), file=sys.stderr)
+            raise
+        if problems:
+            table = InvalidJobs(problems, len(problems) + len(specs)).table()
+            print(f"skipping {len(problems)} invalid row(s):\n{table}", file=sys.stderr)
+        if not specs:
+            raise ConfigError("no valid job to run", "fix the rows listed above")
+        return specs
     if folders:
         if args.identities is None or args.audio is None:
             raise ConfigError("--identities and --audio go together", "give both folders")

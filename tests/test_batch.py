@@ -15,8 +15,8 @@ import pytest
 import soundfile as sf
 
 from conftest import REPO, pearson, sample
-from studio.app.batch import (BatchQueue, JobSpec, cross_product, jobs_from_csv, partial_files, queue_path,
-                              verify_output)
+from studio.app.batch import (BatchQueue, InvalidJobs, JobSpec, cross_product, jobs_from_csv, partial_files,
+                              queue_path, verify_output)
 from studio.cli import main
 from studio.core.errors import ConfigError
 from studio.engine.dub import DubSettings, MouthDubber, dub_video, edit_mask, frame_plan
@@ -42,9 +42,13 @@ def _speech(src: str, dst: Path, start_s: float, seconds: float) -> Path:
 def test_csv_defaults_relative_paths_and_errors(tmp_path):
     (tmp_path / "in").mkdir()
     csv_file = tmp_path / "in" / "jobs.csv"
+    abs_dir = tmp_path / "abs"
+    abs_dir.mkdir()
+    for f in (tmp_path / "in" / "face.jpg", tmp_path / "in" / "speech.wav", abs_dir / "b.png", abs_dir / "s2.wav"):
+        f.write_bytes(b"x")  # the inputs must exist (they are checked before any job runs, not read)
     csv_file.write_text("identity,audio,output,engine,pose,emotion,fps\n"
                         "face.jpg,speech.wav,,,,,\n"
-                        "/abs/b.png,/abs/s2.wav,custom.mp4,lite,nod,happy:0.5,12\n", encoding="utf-8")
+                        f"{abs_dir}/b.png,{abs_dir}/s2.wav,custom.mp4,lite,nod,happy:0.5,12\n", encoding="utf-8")
     out = tmp_path / "out"
     specs = jobs_from_csv(csv_file, out, defaults=JobSpec(Path(), Path(), Path(), settings=RenderSettings().with_values(fps=30.0, pose="still")))
     assert specs[0].identity == tmp_path / "in" / "face.jpg" and specs[0].audio == tmp_path / "in" / "speech.wav"
@@ -58,12 +62,16 @@ def test_csv_defaults_relative_paths_and_errors(tmp_path):
     bad.write_text("identity,speech\na.jpg,b.wav\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="missing column"):
         jobs_from_csv(bad, out)
+    for f in ("a.jpg", "b.wav", "c.jpg", "d.wav"):
+        (tmp_path / f).write_bytes(b"x")
     bad.write_text("identity,audio,fps\na.jpg,b.wav,fast\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="line 2: invalid fps"):
+    with pytest.raises(InvalidJobs) as err:
         jobs_from_csv(bad, out)
+    assert err.value.problems[0][0] == "bad.csv line 2" and "invalid fps" in err.value.problems[0][1]
     bad.write_text("identity,audio,output\na.jpg,b.wav,x.mp4\nc.jpg,d.wav,x.mp4\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="two jobs write x.mp4") as err:
+    with pytest.raises(ConfigError) as err:
         jobs_from_csv(bad, out)
+    assert err.value.problems == [("bad.csv line 3", "writes x.mp4, as bad.csv line 2 does (give another output name)")]
     assert err.value.hint
 
 

@@ -184,3 +184,143 @@ def test_sigterm_stops_a_batch_cleanly(tmp_path):
     assert [p.name for p in tmp.iterdir()] == []
     with sqlite3.connect(queue_path(out)) as con:
         assert con.execute("SELECT value FROM meta WHERE key='runner_pid'").fetchone() is None
+
+
+# ------------------------------------------------------------------------------------------ clear errors
+
+PHOTO = sample("images/taylor_256px.jpg")
+SPEECH = sample("audio/english_short_16k_mono.wav")
+
+
+def _render_argv(out: Path, *extra: str) -> list[str]:
+    return ["render", "--image", str(PHOTO), "--audio", str(SPEECH), "--output", str(out), "--quiet", *extra]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 20000), (20000, 2)])
+def test_degenerate_photos_get_one_clear_line(tmp_path, capsys, shape):
+    import cv2
+
+    img = tmp_path / "tiny.png"
+    cv2.imwrite(str(img), np.full((*shape, 3), 128, np.uint8))
+    assert main(["render", "--image", str(img), "--audio", str(SPEECH), "--output", str(tmp_path / "o.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "too small" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seed", "-1"], "invalid seed -1"),
+    (["--emotion", "happy:"], "no intensity after the colon"),
+    (["--pose-source", str(PHOTO)], "pose source must be a video or a preset"),
+])
+def test_bad_render_options_are_named(tmp_path, capsys, extra, message):
+    try:
+        rc = main(_render_argv(tmp_path / "o.mp4", *extra))
+    except SystemExit as exc:  # argparse's own (one-line) usage errors
+        rc = exc.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_eval_checks_its_options_and_leaves_no_empty_report(tmp_path, capsys):
+    video = str(sample("video/grid_bbaf2n.mpg"))
+    report_file = tmp_path / "report"
+    report_file.write_text("not a folder", encoding="utf-8")
+    for argv, message in (([video, "--report", str(report_file)], "report folder is a file"),
+                          ([video, "--report", str(tmp_path / "r"), "--max-seconds", "0"], "invalid --max-seconds"),
+                          ([video, "--report", str(tmp_path / "r"), "--identity-frame", "-1"], "invalid identity frame")):
+        assert main(["eval", *argv, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert report_file.read_text(encoding="utf-8") == "not a folder"
+    # a run that fails (here: a video with no face) removes the report folder it created
+    import cv2
+
+    silent = tmp_path / "noface.mp4"
+    from studio.media.audio import AudioClip
+    from studio.media.video import FrameEncoder
+
+    with FrameEncoder(silent, width=128, height=128, fps=25,
+                      audio=AudioClip(np.zeros(16000, np.float32), 16000)) as enc:
+        for _ in range(25):
+            enc.write(np.full((128, 128, 3), 90, np.uint8))
+    assert main(["eval", str(silent), "--report", str(tmp_path / "r2"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "noface.mp4, frame 0" in err and "identity.png" not in err, err
+    assert not (tmp_path / "r2").exists()
+    del cv2
+
+
+# ------------------------------------------------------------------------------------------ outputs
+
+def test_render_never_replaces_what_it_should_not(tmp_path, capsys):
+    existing = tmp_path / "talk.mp4"
+    existing.write_bytes(b"precious")
+    assert main(_render_argv(existing)) == 2
+    assert "already exists" in capsys.readouterr().err and existing.read_bytes() == b"precious"
+    dangling = tmp_path / "link.mp4"
+    dangling.symlink_to(tmp_path / "elsewhere" / "x.mp4")
+    fifo = tmp_path / "fifo.mp4"
+    os.mkfifo(fifo)
+    for target, message in ((dangling, "symbolic link"), (fifo, "not a regular file")):
+        assert main(_render_argv(target, "--overwrite")) == 2
+        assert message in capsys.readouterr().err
+    assert dangling.is_symlink() and not (tmp_path / "elsewhere").exists()
+    assert main(_render_argv(existing, "--overwrite")) == 0
+    assert existing.stat().st_size > 1000
+
+
+def test_batch_validates_every_row_up_front_and_confines_outputs(tmp_path, capsys):
+    rows = ["identity,audio,output"]
+    rows += [f"{PHOTO},missing_{k}.wav," for k in range(300)]  # 300 rows whose speech is missing
+    rows += [f"{PHOTO},{SPEECH},../../escape.mp4", f"{PHOTO},{SPEECH},{tmp_path / 'abs.mp4'}",
+             f"{PHOTO},{SPEECH},fine.mp4"]
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["batch", str(jobs), "--output-dir", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "302 of 303 jobs cannot run" in err
+    assert err.count("speech not found") == 300 and err.count("is not inside the output folder") == 2
+    assert not out.exists(), "nothing runs (or is created) before every row is valid"
+    # --skip-invalid runs the valid row only, and writes nothing outside the output folder
+    assert main(["batch", str(jobs), "--output-dir", str(out), "--quiet", "--skip-invalid"]) == 0
+    assert "skipping 302 invalid row(s)" in capsys.readouterr().err
+    assert (out / "fine.mp4").is_file()
+    assert not (tmp_path.parent / "escape.mp4").exists() and not (tmp_path / "abs.mp4").exists()
+
+
+def test_a_queued_output_outside_the_folder_fails_its_job(tmp_path):
+    """A queue from an older studio (or edited by hand) cannot make a job write outside the output folder."""
+    from studio.app.batch import BatchQueue, JobSpec, run_batch
+    from studio.core.events import Returning
+
+    out = tmp_path / "out"
+    out.mkdir()
+    queue = BatchQueue(out, create=True)
+    queue.add([JobSpec(identity=PHOTO, audio=SPEECH, output=tmp_path / "outside.mp4")])
+    run = Returning(run_batch(queue))
+    list(run)
+    report = run.result
+    job = queue.jobs()[0]
+    assert job.status == "failed" and "outside the output folder" in job.error
+    assert not (tmp_path / "outside.mp4").exists() and report.failed
+
+
+# ------------------------------------------------------------------------------------------ large photos
+
+def test_large_photos_are_scaled_on_load_with_a_notice(tmp_path):
+    import cv2
+
+    from studio.engine.face.identity import load_identity
+    from studio.media.image import MAX_PHOTO_SIDE, load_photo
+
+    face = cv2.imread(str(sample("images/obama_official.jpg")))
+    big = tmp_path / "big.jpg"
+    cv2.imwrite(str(big), cv2.resize(face, (5000, 6250), interpolation=cv2.INTER_LINEAR))
+    image, size = load_photo(big)
+    assert size == (5000, 6250) and max(image.shape[:2]) == MAX_PHOTO_SIDE
+    assert image.shape[:2] == (MAX_PHOTO_SIDE, round(5000 * MAX_PHOTO_SIDE / 6250))
+    ident = load_identity(big)
+    assert any("5000x6250" in n and "at most 4096" in n for n in ident.notices())

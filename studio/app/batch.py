@@ -179,7 +179,63 @@ def apply_settings(base: RenderSettings, changes: dict, folder: Path, *, where: 
     return settings
 
 
-def jobs_from_csv(path: Path, output_dir: Path, *, defaults: JobSpec | None = None) -> list[JobSpec]:
+class InvalidJobs(ConfigError):
+    """Rows of a jobs CSV that cannot run, all of them: ``problems`` is [(where, what is wrong)], ``where`` like
+    ``jobs.csv line 7``. Raised before any job starts (``--skip-invalid`` runs the valid rows instead)."""
+
+    def __init__(self, problems: list[tuple[str, str]], total: int) -> None:
+        self.problems = problems
+        self.total = total
+        rows = len({where for where, _ in problems})
+        super().__init__(f"{rows} of {total} jobs cannot run (listed above)",
+                         "fix those rows, or pass --skip-invalid to run the others")
+
+    def table(self) -> str:
+        """The problems as aligned text lines, one per problem."""
+        width = max(len(w) for w, _ in self.problems)
+        return "\n".join(f"{w:<{width}}  {msg}" for w, msg in self.problems)
+
+
+def output_inside(output_dir: Path, text: str) -> Path:
+    """The output path a job's ``output`` cell names: a file name (or a relative path below the output folder,
+    without ``..``) resolved against ``output_dir``. Outputs stay where the user said: inside that folder.
+
+    Raises:
+        ConfigError: an absolute path, a ``..`` component, or a name that leaves the folder.
+    """
+    root = Path(output_dir).expanduser().absolute()
+    rel = Path(text)
+    if rel.is_absolute() or text.startswith("~") or ".." in rel.parts or not rel.parts:
+        raise ConfigError(f"output {text!r} is not inside the output folder",
+                          "give a file name such as talk.mp4 (it is written into --output-dir)")
+    out = Path(os.path.normpath(root / rel))
+    if root not in out.parents:
+        raise ConfigError(f"output {text!r} is not inside the output folder", "give a plain file name")
+    return out
+
+
+def input_problems(spec: JobSpec) -> list[str]:
+    """What keeps a job's input files from being read, without reading them: each file named (identity,
+    speech, a pose or emotion source video, a person file) must exist as a regular file."""
+    out = []
+    files = [("identity", spec.identity), ("speech", spec.audio)]
+    src = spec.settings.sources
+    if src.pose_video is not None:
+        files.append(("pose source", Path(src.pose_video)))
+    if src.emotion_source is not None:
+        files.append(("emotion source", Path(src.emotion_source)))
+    if spec.settings.engine.person is not None:
+        files.append(("person file", Path(spec.settings.engine.person)))
+    for what, path in files:
+        if not path.exists():
+            out.append(f"{what} not found: {path}")
+        elif not path.is_file():
+            out.append(f"{what} is not a regular file: {path}")
+    return out
+
+
+def jobs_from_csv(path: Path, output_dir: Path, *, defaults: JobSpec | None = None,
+                  skip_invalid: bool = False, problems: list[tuple[str, str]] | None = None) -> list[JobSpec]:
     """Read jobs from a CSV with a header row.
 
     Columns (:data:`CSV_COLUMNS`): identity, audio (required), output, video_fit, and any render setting
@@ -190,10 +246,19 @@ def jobs_from_csv(path: Path, output_dir: Path, *, defaults: JobSpec | None = No
     resolved against the CSV's folder when relative; output against ``output_dir`` (default
     ``IDENTITY__SPEECH.mp4``).
 
+    Every row is checked before anything runs: its cells, that its output stays inside ``output_dir`` (a file
+    name or a relative path without ``..``), and that its input files exist (a row whose speech is missing
+    fails here, not after the jobs before it have rendered).
+
+    Args:
+        skip_invalid: leave invalid rows out (each is appended to ``problems``) instead of raising.
+        problems: receives (where, what) of every invalid row when ``skip_invalid``.
+
     Raises:
-        InputError: the CSV cannot be read. ConfigError: a required column is missing, an unknown column,
-            a cell that does not parse or is invalid, an empty identity/audio cell, or two rows with the same
-            output (the message names the line).
+        InputError: the CSV cannot be read (not a regular file, over MAX_CSV_BYTES, not UTF-8).
+        ConfigError: a required column is missing, or an unknown column. InvalidJobs (a ConfigError): rows
+            that cannot run, all of them (a cell that does not parse or is invalid, an empty identity/audio
+            cell, an output outside ``output_dir``, a missing input file, two rows with the same output).
     """
     path = Path(path).expanduser()
     base = path.absolute().parent
@@ -213,28 +278,65 @@ def jobs_from_csv(path: Path, output_dir: Path, *, defaults: JobSpec | None = No
     if missing or unknown:
         what = f"missing column(s) {', '.join(missing)}" if missing else f"unknown column(s) {', '.join(unknown)}"
         raise ConfigError(f"{path}: {what}", f"the columns are: {', '.join(CSV_COLUMNS)} (identity and audio required)")
-    specs: list[JobSpec] = []
+    specs: list[tuple[str, JobSpec]] = []
+    bad: list[tuple[str, str]] = []
+    total = 0
     for line, raw in enumerate(rows, start=2):
         row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
         if not any(row.values()):
             continue
+        total += 1
         where = f"{path.name} line {line}"
-        if not row.get("identity") or not row.get("audio"):
-            raise ConfigError(f"{where}: identity and audio are required", "fill both cells or delete the row")
-        identity = _resolve(row["identity"], base)
-        audio = _resolve(row["audio"], base)
-        settings = row_settings(row, d.settings, base, where=where)
-        fit = _check_fit(row.get("video_fit") or d.video_fit)
-        out = row.get("output") or default_output_name(identity, audio)
-        output = _resolve(out, Path(output_dir).expanduser().absolute())
-        specs.append(JobSpec(identity=identity, audio=audio, output=output, settings=settings, video_fit=fit))
-    _check_unique(specs)
-    return specs
+        try:
+            if not row.get("identity") or not row.get("audio"):
+                raise ConfigError("identity and audio are required", "fill both cells or delete the row")
+            identity = _resolve(row["identity"], base)
+            audio = _resolve(row["audio"], base)
+            settings = row_settings(row, d.settings, base, where=where)
+            fit = _check_fit(row.get("video_fit") or d.video_fit)
+            output = output_inside(output_dir, row.get("output") or default_output_name(identity, audio))
+        except StudioError as exc:
+            message = exc.message[len(where) + 2:] if exc.message.startswith(f"{where}: ") else exc.message
+            bad.append((where, f"{message} ({exc.hint})" if exc.hint else message))
+            continue
+        spec = JobSpec(identity=identity, audio=audio, output=output, settings=settings, video_fit=fit)
+        missing = input_problems(spec)
+        if missing:
+            bad.extend((where, m) for m in missing)
+            continue
+        specs.append((where, spec))
+    seen: dict[Path, str] = {}
+    unique = []
+    for where, spec in specs:
+        if spec.output in seen:
+            bad.append((where, f"writes {spec.output.name}, as {seen[spec.output]} does (give another output name)"))
+            continue
+        seen[spec.output] = where
+        unique.append(spec)
+    if bad:
+        if not skip_invalid:
+            raise InvalidJobs(bad, total)
+        if problems is not None:
+            problems.extend(bad)
+    return unique
 
 
 def _resolve(text: str, base: Path) -> Path:
     p = Path(text).expanduser()
     return p if p.is_absolute() else (base / p).absolute()
+
+
+def _output_problem(output_dir: Path, output: Path) -> str | None:
+    """Why a queued job may not write ``output`` (None when it may): outside the output folder (its real
+    path, links resolved), a symbolic link, or not a regular file."""
+    root = Path(os.path.realpath(output_dir))
+    if root not in Path(os.path.realpath(output.parent)).parents and Path(os.path.realpath(output.parent)) != root:
+        return f"{output} is outside the output folder {output_dir}"
+    if output.is_symlink():
+        return f"{output} is a symbolic link (the studio does not write through links)"
+    if output.exists() and not output.is_file():
+        return f"{output} is not a regular file"
+    return None
 
 
 def _check_unique(specs: list[JobSpec]) -> None:
@@ -758,6 +860,15 @@ def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: Canc
         w = weights[index]
         t_job = time.perf_counter()
         remove_stale_partials(job.output)
+        escape = _output_problem(queue.output_dir, job.output)
+        if escape is not None:  # a queue written by an older studio, or edited: outputs stay in the folder
+            queue.update(job.id, status="failed", error=escape, finished_at=time.time(),
+                         hint="give the job an output name inside the output folder")
+            done_w += w
+            ran.append(job.id)
+            yield BatchEvent("failed", queue.get(job.id), index, total, 1.0, "", escape, done_w / total_w,
+                             eta(done_w / total_w))
+            continue
         if job.output.exists() and not overwrite:
             own = job.attempts > 0 and verify_output(job.output, expected_s=None) is None
             if own:

@@ -22,7 +22,7 @@ from studio.core.events import CancelToken, Job, ProgressMonitor
 from studio.engine.face.detect import FaceLandmarks, detect_faces, select_face
 from studio.engine.face.align import ffhq_alignment
 from studio.engine.face.identity import even_crop
-from studio.media.image import load_image
+from studio.media.image import MIN_PHOTO_SIDE, load_image
 from studio.media.kinds import is_video
 from studio.media.video import read_video_frames
 
@@ -158,7 +158,7 @@ def inspect_identity(source: Path, *, face_index: int = 0, cancel: CancelToken |
     else:
         image_path = source
     yield monitor.event("identity", 1, 3, "reading the photo")
-    image = even_crop(load_image(image_path))
+    image = even_crop(load_image(image_path, min_side=MIN_PHOTO_SIDE))
     cancel.raise_if_cancelled()
     yield monitor.event("identity", 2, 3, "finding the face")
     faces = tuple(detect_faces(image))

@@ -27,6 +27,12 @@ SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
 
 _FORMATS_HINT = "use a JPEG, PNG, WebP, BMP or TIFF photo"
 
+#: Photos are scaled down on load so that their longer side is at most this many pixels: the video is as large
+#: as the photo, and 4096 px (16.8 MP square, 4K DCI wide) bounds what one frame costs in memory and time.
+MAX_PHOTO_SIDE = 4096
+#: The smallest photo side accepted, in pixels (a face needs more than this to be found at all).
+MIN_PHOTO_SIDE = 32
+
 #: Modes holding 16-bit unsigned samples (full range 0..65535).
 _UINT16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
@@ -38,9 +44,19 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Inde
 
 
 def load_image(
-    path: str | os.PathLike[str], *, background: tuple[int, int, int] = (255, 255, 255)
+    path: str | os.PathLike[str], *, background: tuple[int, int, int] = (255, 255, 255),
+    max_side: int | None = MAX_PHOTO_SIDE, min_side: int = 1,
 ) -> np.ndarray:
-    """Load a photo as an RGB array, upright and opaque.
+    """Load a photo as an RGB array, upright and opaque (see :func:`load_photo`, which also returns the
+    photo's own size)."""
+    return load_photo(path, background=background, max_side=max_side, min_side=min_side)[0]
+
+
+def load_photo(
+    path: str | os.PathLike[str], *, background: tuple[int, int, int] = (255, 255, 255),
+    max_side: int | None = MAX_PHOTO_SIDE, min_side: int = 1,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Load a photo as an RGB array, upright and opaque, at most ``max_side`` pixels on its longer side.
 
     Supported formats: JPEG (including MPO), PNG, WebP, BMP and TIFF. For multi-frame files the first
     frame is used.
@@ -56,27 +72,57 @@ def load_image(
     - CMYK is converted to RGB through its embedded ICC profile when it has one. Embedded
       profiles of RGB images are not applied (pixels are returned as stored).
 
+    - A larger photo is scaled down (Lanczos; a JPEG is decoded at a reduced DCT scale first, so a 100 MP
+      JPEG never exists in memory at full size): memory and time per frame stay bounded for any photo.
+
     Args:
         path: the image file.
         background: RGB colour (three ints in 0..255) under transparent pixels.
+        max_side: the longest side of the result in pixels (None: the photo's own size).
+        min_side: the shortest side accepted, in pixels (:data:`MIN_PHOTO_SIDE` for a face photo).
 
     Returns:
-        (H, W, 3) uint8 C-contiguous, writable array; RGB channel order; values 0..255.
+        ((H, W, 3) uint8 C-contiguous, writable array, RGB, values 0..255; (width, height) of the photo as
+        displayed, before any scaling).
 
     Raises:
         ImageError: the file is missing, a folder, unreadable or empty; it is not an image in a
-            supported format; it is corrupt or truncated; or it is too large to decode.
-        ValueError: ``background`` is not three ints in 0..255.
+            supported format; it is corrupt or truncated; it is too large to decode (over ~179 MP); or
+            a side is under ``min_side`` pixels.
+        ValueError: ``background`` is not three ints in 0..255, or ``max_side`` < MIN_PHOTO_SIDE.
     """
     bg = _check_background(background)
+    if max_side is not None and max_side < MIN_PHOTO_SIDE:
+        raise ValueError(f"max_side must be at least {MIN_PHOTO_SIDE}, got {max_side}")
     path = check_input_file(path, kind="image", error=ImageError)
-    with _open(path) as im:
+    im, full = _open(path, max_side=max_side)
+    with im:
+        size = _displayed_size(im, full)
+        if min(size) < min_side:
+            raise ImageError(f"the photo is too small ({size[0]}x{size[1]} pixels): {path}",
+                             f"use a photo at least {min_side} pixels on each side, with the face clearly "
+                             "visible (a few hundred pixels across is best)")
         im = _upright(im)
         rgb = _to_rgb(im, bg, path)
+        if max_side is not None and max(rgb.size) > max_side:
+            scale = max_side / max(rgb.size)
+            target = (max(1, round(rgb.size[0] * scale)), max(1, round(rgb.size[1] * scale)))
+            rgb = rgb.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
     out = np.array(rgb, dtype=np.uint8)  # np.array copies: writable and C-contiguous
     if out.ndim != 3 or out.shape[2] != 3 or out.shape[0] == 0 or out.shape[1] == 0:  # pragma: no cover
         raise ImageError(f"image has no pixels: {path}", _FORMATS_HINT)
-    return out
+    return out, size
+
+
+def _displayed_size(im: Image.Image, full: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) of the image as viewers show it (EXIF orientations 5-8 swap the sides), given its stored
+    size at full scale ``full`` (before a JPEG draft)."""
+    w, h = full
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except _DECODE_ERRORS + (TypeError,):
+        orientation = 1
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def _check_background(background: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -86,14 +132,20 @@ def _check_background(background: tuple[int, int, int]) -> tuple[int, int, int]:
     return tuple(int(v) for v in values)  # type: ignore[return-value]
 
 
-def _open(path: Path) -> Image.Image:
-    """Open and fully decode ``path`` with Pillow, turning every failure into an ImageError."""
+def _open(path: Path, *, max_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """Open and fully decode ``path`` with Pillow, turning every failure into an ImageError; returns the image
+    and its stored (width, height) at full scale. A JPEG larger than ``max_side`` is decoded at the smallest
+    DCT scale (1/2, 1/4, 1/8) that still covers it."""
     try:
         with warnings.catch_warnings():
             # Photos up to 2 * MAX_IMAGE_PIXELS (~179 MP) are fine; beyond, Pillow raises.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(path, formats=SUPPORTED_FORMATS)
             try:
+                full = im.size
+                if max_side is not None and im.format == "JPEG" and max(full) > max_side:
+                    scale = max_side / max(full)
+                    im.draft("RGB", (int(np.ceil(full[0] * scale)), int(np.ceil(full[1] * scale))))
                 im.load()  # decode now, so that truncated data fails here
             except BaseException:
                 im.close()
@@ -119,7 +171,7 @@ def _open(path: Path) -> Image.Image:
     if im.width == 0 or im.height == 0:
         im.close()
         raise ImageError(f"image has no pixels (size {im.width}x{im.height}): {path}", _FORMATS_HINT)
-    return im
+    return im, full
 
 
 def _detect_format(path: Path) -> str | None:

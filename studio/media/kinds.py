@@ -48,27 +48,42 @@ def with_output_suffix(path: str) -> str:
     return path if path.lower().endswith(OUTPUT_SUFFIXES) else path + ".mp4"
 
 
-def check_output_path(path: Path, suffixes: tuple[str, ...] = OUTPUT_SUFFIXES, *, what: str = "output") -> Path:
+def check_output_path(path: Path, suffixes: tuple[str, ...] = OUTPUT_SUFFIXES, *, what: str = "output",
+                      overwrite: bool = True) -> Path:
     """The one check of a path the studio will write (a video by default), before any work is done.
+
+    The studio writes a new file and renames it onto ``path`` (it never writes into an existing file), and
+    only ever replaces a regular file: a symbolic link (dangling or not), a device, a FIFO or a socket at
+    ``path`` is refused, as is an existing file when ``overwrite`` is false.
 
     Args:
         path: where the file goes. suffixes: the allowed suffixes (lower case, with the dot), e.g.
             ``(".safetensors",)`` for a person file. what: the file's name in messages ("person file").
+        overwrite: whether an existing regular file may be replaced (the studio's save dialogs have asked;
+            the command line needs ``--overwrite``).
 
     Returns:
         The path, ``~`` expanded and absolute.
 
     Raises:
-        ConfigError: unsupported extension. OutputError: the path is a folder, or its folder is missing
-            or not writable.
+        ConfigError: unsupported extension. OutputError: the path is a folder, a link or a special file, an
+            existing file without ``overwrite``, or its folder is missing or not writable.
     """
     path = Path(path).expanduser().absolute()
     if path.suffix.lower() not in suffixes:
         raise ConfigError(f"unsupported {what} type {path.suffix or '(none)'!r} for {path}",
                           f"name the {what} with one of: {', '.join(suffixes)}")
+    if path.is_symlink():
+        raise OutputError(f"the {what} path is a symbolic link: {path}",
+                          "give the path of a new file (the studio does not write through links)")
     if path.is_dir():
         raise OutputError(f"the {what} path is a folder: {path}",
                           f"give a file name such as out/{what.replace(' ', '_')}{suffixes[0]}")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"the {what} path is not a regular file (a device, pipe or socket): {path}",
+                          "give the path of a new file")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} already exists", "pass --overwrite to replace it, or choose another name")
     folder = path.parent
     if not folder.is_dir():
         raise OutputError(f"output folder does not exist: {folder}", "create it first or choose another folder")

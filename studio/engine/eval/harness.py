@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from studio import __version__
-from studio.core.errors import ConfigError, InputError, ModelError
+from studio.core.errors import ConfigError, FaceError, ImageError, InputError, ModelError, OutputError
 from studio.core.fileio import atomic_write_bytes, atomic_write_text
 from studio.core.events import CancelToken, Job, Notice, ProgressMonitor
 from studio.engine.eval.metrics import (ARTICULATION_METRICS, CLOSED_GAP, INTERIOR_METRICS, OPEN_GAP, articulation,
@@ -304,7 +304,11 @@ def evaluate_video(path: Path, *, engine: str = "lite", identity_frame: int = 0,
         photo = Path(tmp) / "identity.png"
         cv2.imwrite(str(photo), ident_rgb[:, :, ::-1])
         settings = RenderSettings(fps=float(meta.fps)).with_values(engine=engine, pose=pose, blink=blink)
-        session = yield from prepare(photo, path, settings, cancel=cancel, monitor=monitor.sub(0.0, 0.1))
+        try:
+            session = yield from prepare(photo, path, settings, cancel=cancel, monitor=monitor.sub(0.0, 0.1))
+        except (FaceError, ImageError) as exc:  # about the temp photo: say which video and frame it was
+            raise type(exc)(f"{path}, frame {identity_frame}: {exc.message.replace(str(photo), 'the frame')}",
+                            "choose another --identity-frame showing the face clearly, or another video") from None
         n = min(session.n_frames, int(meta.n_frames or session.n_frames), int(max_seconds * meta.fps))
         real_tracker, fake_tracker = FaceTracker(), FaceTracker()
         static = _Frame(session.identity.image, session.identity.face)
@@ -650,14 +654,39 @@ def run_eval(videos: list[Path], report_dir: Path, *, engine: str = "lite", iden
         raise ConfigError(f"unknown engine {engine!r}", f"choose one of: {', '.join(ENGINE_NAMES)}")
     if not videos:
         raise InputError("no videos to evaluate", "give one or more talking-head videos with sound")
+    if not isinstance(identity_frame, int) or identity_frame < 0:
+        raise ConfigError(f"invalid identity frame {identity_frame!r}", "use a frame index from 0 (the first frame)")
+    if not math.isfinite(max_seconds) or max_seconds <= 0:
+        raise ConfigError(f"invalid --max-seconds {max_seconds!r}", "use a number of seconds above 0, e.g. 60")
+    report_dir = Path(report_dir)
+    if report_dir.exists() and not report_dir.is_dir():
+        raise OutputError(f"the report folder is a file: {report_dir}", "give a folder (it is created if missing)")
     for v in videos:
         if not Path(v).is_file():
             raise InputError(f"video not found: {v}", "give existing video files")
     # names the neural engine's missing models
     check_settings(RenderSettings().with_values(engine=engine, pose=pose, blink=blink))
     cancel = cancel or CancelToken()
-    report_dir = Path(report_dir)
-    (report_dir / "results").mkdir(parents=True, exist_ok=True)
+    created = [d for d in (report_dir, report_dir / "results") if not d.exists()]
+    try:
+        (report_dir / "results").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the report folder {report_dir}: {exc.strerror or exc}",
+                          "choose a folder you can write to") from None
+    try:
+        return (yield from _run_eval(videos, report_dir, engine=engine, identity_frame=identity_frame, pose=pose,
+                                     blink=blink, max_seconds=max_seconds, device=device, cancel=cancel))
+    except BaseException:
+        for d in reversed(created):  # a failed first run leaves no empty report folder behind
+            try:
+                d.rmdir()
+            except OSError:
+                pass  # not empty: results of the videos that did finish are kept (a rerun reuses them)
+        raise
+
+
+def _run_eval(videos: list[Path], report_dir: Path, *, engine: str, identity_frame: int, pose: str, blink: str,
+              max_seconds: float, device: str | None, cancel: CancelToken) -> Job[EvalReport]:
     monitor = ProgressMonitor()
     networks = load_networks(device)
     fingerprint = {**networks.fingerprint, **_engine_fingerprint(engine)}

@@ -46,9 +46,9 @@ class SourceVideo:
 
 
 def _photo_expression(path: Path) -> dict[str, float]:
-    from studio.media.image import load_image
+    from studio.media.image import MIN_PHOTO_SIDE, load_image
 
-    face: FaceLandmarks = select_face(detect_faces(load_image(path)), source=str(path))
+    face: FaceLandmarks = select_face(detect_faces(load_image(path, min_side=MIN_PHOTO_SIDE)), source=str(path))
     return expression_channels(face.points)
 
 

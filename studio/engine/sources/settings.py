@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from studio.core.errors import ConfigError, InputError
+from studio.media.kinds import is_video
 from studio.engine.sources.emotion import PRESETS as EMOTION_PRESETS
 
 #: Head-motion presets; any other ``pose`` value is the path of a video whose head motion is copied.
@@ -16,6 +17,9 @@ POSE_PRESETS = ("still", "idle", "nod", "look-around")
 EMOTIONS = tuple(EMOTION_PRESETS)
 BLINK_MODES = ("auto", "off", "source")
 MAX_POSE_INTENSITY = 3.0
+#: Seeds are 32-bit unsigned (numpy's SeedSequence takes any non-negative int; a fixed range keeps project
+#: files portable)
+MAX_SEED = 2 ** 32 - 1
 
 
 def parse_emotion(text: str | None) -> tuple[str, float | None]:
@@ -26,9 +30,12 @@ def parse_emotion(text: str | None) -> tuple[str, float | None]:
     Raises:
         ConfigError: the intensity is not a number.
     """
-    name, _, level = (text or "neutral").partition(":")
+    name, colon, level = (text or "neutral").partition(":")
     name = name.strip().lower() or "neutral"
     if not level.strip():
+        if colon:
+            raise ConfigError(f"invalid emotion {text!r}: no intensity after the colon",
+                              "use NAME or NAME:INTENSITY, e.g. happy:0.7")
         return name, None
     try:
         return name, float(level)
@@ -71,6 +78,8 @@ class SourceSettings:
     def validate(self, *, check_files: bool = True) -> None:
         """Raise :class:`ConfigError` naming the first invalid option, or (``check_files``) :class:`InputError`
         for a missing source file."""
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"invalid seed {self.seed!r}", f"use a whole number from 0 to {MAX_SEED}")
         if not np.isfinite(self.pose_intensity) or not 0.0 <= self.pose_intensity <= MAX_POSE_INTENSITY:
             raise ConfigError(f"invalid pose intensity {self.pose_intensity}", "use a value from 0 to 3")
         if self.emotion not in EMOTIONS:
@@ -82,6 +91,9 @@ class SourceSettings:
         if self.blink == "source" and self.pose_video is None and self.emotion_source is None:
             raise ConfigError("--blink source needs a source video",
                               "give a video with --pose-source or --emotion-source, or use --blink auto")
+        if self.pose_video is not None and not is_video(self.pose_video):
+            raise ConfigError(f"the pose source must be a video or a preset, not {Path(self.pose_video).name}",
+                              f"a photo has no head motion: give a video, or a preset ({', '.join(POSE_PRESETS)})")
         for what, path in (("pose source", self.pose_video), ("emotion source", self.emotion_source)):
             if check_files and path is not None and not Path(path).is_file():
                 raise InputError(f"{what} not found: {path}",
@@ -89,4 +101,4 @@ class SourceSettings:
                                  if what == "pose source" else "give an existing photo or video file")
 
 
-__all__ = ["BLINK_MODES", "EMOTIONS", "POSE_PRESETS", "SourceSettings", "is_pose_preset", "parse_emotion"]
+__all__ = ["BLINK_MODES", "EMOTIONS", "MAX_SEED", "POSE_PRESETS", "SourceSettings", "is_pose_preset", "parse_emotion"]
