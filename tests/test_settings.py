@@ -93,6 +93,8 @@ def test_emotion_is_parsed_one_way_everywhere(tmp_path):
     assert parse_emotion("Happy : 0.5") == ("happy", 0.5) and parse_emotion("") == ("neutral", None)
     assert set(EMOTIONS) >= {"neutral", "happy", "sad", "angry", "surprised"}
     csv_file = tmp_path / "jobs.csv"
+    (tmp_path / "a.jpg").write_bytes(b"x")  # inputs must exist (checked, not read, when the CSV is read)
+    (tmp_path / "b.wav").write_bytes(b"x")
     csv_file.write_text("identity,audio,emotion\na.jpg,b.wav,Happy:0.5\n", encoding="utf-8")
     from_csv = jobs_from_csv(csv_file, tmp_path)[0].settings
     parser = build_parser()
@@ -107,7 +109,8 @@ def test_a_batch_job_can_set_every_setting(tmp_path):
     """Before, a CSV could set engine, pose, emotion and fps only: not seed, blinks, transcript, emotion
     source or pose intensity."""
     assert set(FLAT_NAMES) <= set(CSV_COLUMNS)
-    (tmp_path / "smile.png").write_bytes(b"x")
+    for name in ("smile.png", "a.jpg", "b.wav"):
+        (tmp_path / name).write_bytes(b"x")
     csv_file = tmp_path / "jobs.csv"
     csv_file.write_text("identity,audio,seed,blink,transcript,emotion_source,pose_intensity,crf\n"
                         "a.jpg,b.wav,5,off,place blue at c,smile.png,2.5,22\n", encoding="utf-8")
@@ -126,9 +129,10 @@ def test_a_batch_job_can_set_every_setting(tmp_path):
     assert cleared.settings.transcript is None and cleared.settings.sources.emotion_source is None
     with pytest.raises(ConfigError, match="cannot be empty"):
         queue.edit(stored.id, engine=None)
-    with pytest.raises(ConfigError, match="line 2: invalid pose intensity"):
+    with pytest.raises(ConfigError) as err:
         csv_file.write_text("identity,audio,pose_intensity\na.jpg,b.wav,9\n", encoding="utf-8")
         jobs_from_csv(csv_file, tmp_path / "out")
+    assert err.value.problems[0][0] == "jobs.csv line 2" and "invalid pose intensity" in err.value.problems[0][1]
 
 
 def test_cli_paths_are_absolute_so_a_queue_can_resume_anywhere(tmp_path, monkeypatch):

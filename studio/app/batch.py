@@ -39,7 +39,7 @@ from studio.core.termination import pid_alive
 from studio.engine.base import Done
 from studio.engine.dub import VIDEO_FITS, DubSettings, dub_video, is_video_identity
 from studio.engine.pipeline import RenderRequest, render
-from studio.engine.settings import FLAT_NAMES, PATH_NAMES, RenderSettings
+from studio.engine.settings import FLAT_NAMES, PATH_NAMES, RenderSettings, absolute_path
 from studio.engine.sources.settings import is_pose_preset, parse_emotion
 from studio.media.kinds import AUDIO_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from studio.media.video import probe_media
@@ -265,28 +265,37 @@ def jobs_from_csv(path: Path, output_dir: Path, *, defaults: JobSpec | None = No
     d = defaults or JobSpec(Path(), Path(), Path())
     text = read_text_bounded(path, what="jobs file", max_bytes=MAX_CSV_BYTES, encoding="utf-8-sig",
                              hint="give a UTF-8 CSV file (at most 16 MiB) with a header row")
+    records: list[tuple[int, list[str]]] = []  # (first line of the record, its cells)
     try:
-        rows = list(csv.DictReader(io.StringIO(text, newline="")))
-        header = [h.strip().lower() for h in (rows[0].keys() if rows else [])]
+        reader = csv.reader(io.StringIO(text, newline=""))
+        start = 1
+        for cells in reader:
+            records.append((start, cells))
+            start = reader.line_num + 1
     except csv.Error as exc:
         raise InputError(f"cannot read the jobs file {path}: {exc}", "give a UTF-8 CSV file with a header row") from None
+    header = [h.strip().lower() for h in records[0][1]] if records else []
+    rows = [(line, cells) for line, cells in records[1:] if any(c.strip() for c in cells)]
     if not rows:
         raise ConfigError(f"no jobs in {path}", "add a header (identity,audio and optional columns such as "
                                                 "output,engine,pose,emotion,fps) and one row per video")
     unknown = [h for h in header if h and h not in CSV_COLUMNS]
     missing = [c for c in ("identity", "audio") if c not in header]
-    if missing or unknown:
-        what = f"missing column(s) {', '.join(missing)}" if missing else f"unknown column(s) {', '.join(unknown)}"
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if missing or unknown or twice:
+        what = (f"missing column(s) {', '.join(missing)}" if missing else
+                f"unknown column(s) {', '.join(unknown)}" if unknown else f"repeated column(s) {', '.join(twice)}")
         raise ConfigError(f"{path}: {what}", f"the columns are: {', '.join(CSV_COLUMNS)} (identity and audio required)")
     specs: list[tuple[str, JobSpec]] = []
     bad: list[tuple[str, str]] = []
     total = 0
-    for line, raw in enumerate(rows, start=2):
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
-        if not any(row.values()):
-            continue
+    for line, cells in rows:
         total += 1
         where = f"{path.name} line {line}"
+        if len(cells) > len(header):
+            bad.append((where, f"{len(cells)} cells but {len(header)} columns (quote a cell that holds a comma)"))
+            continue
+        row = {h: c.strip() for h, c in zip(header, cells) if h}
         try:
             if not row.get("identity") or not row.get("audio"):
                 raise ConfigError("identity and audio are required", "fill both cells or delete the row")
@@ -322,8 +331,7 @@ def jobs_from_csv(path: Path, output_dir: Path, *, defaults: JobSpec | None = No
 
 
 def _resolve(text: str, base: Path) -> Path:
-    p = Path(text).expanduser()
-    return p if p.is_absolute() else (base / p).absolute()
+    return absolute_path(text, base)
 
 
 def _output_problem(output_dir: Path, output: Path) -> str | None:

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from studio.app.project_schema import validate_project
 from studio.core.errors import InputError, StudioError
 from studio.core.fileio import atomic_write_text, read_text_bounded
 from studio.core.paths import data_dir
@@ -250,7 +251,7 @@ def migrate(data: dict[str, Any], *, source: str = "the project") -> dict[str, A
         InputError: no schema_version, or one newer than this version of the studio understands.
     """
     version = data.get("schema_version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise InputError(f"{source} is not a Talking Head Studio project (no schema_version)",
                          "open a .talkproj file saved by the studio")
     if version > SCHEMA_VERSION:
@@ -280,22 +281,31 @@ def read_project_file(path: Path, *, autosave: bool = False) -> tuple[ProjectSta
     text = read_text_bounded(path, what="project", max_bytes=MAX_PROJECT_BYTES,
                              hint="open a .talkproj file saved by the studio")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise InputError(f"cannot read the project {path}: {exc}", "the file is damaged or not a project") from None
     if not isinstance(data, dict):
         raise InputError(f"{path} is not a Talking Head Studio project", "open a .talkproj file")
     try:
         data = migrate(data, source=str(path))
+        validate_project(data, source=str(path), schema_version=SCHEMA_VERSION, resolutions=tuple(RESOLUTIONS),
+                         codecs=CODECS)
         given = data.get("base_dir")
         base = Path(given) if autosave and isinstance(given, str) and Path(given).is_absolute() else path.parent
-        return state_from_dict(data, base), data
+        state = state_from_dict(data, base)
+        state.settings.check_values()
+        return state, data
     except InputError:
         raise
     except StudioError as exc:
         raise InputError(f"the project {path} has an invalid field: {exc.message}", "the file is damaged") from None
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
         raise InputError(f"the project {path} has an invalid field: {exc}", "the file is damaged") from None
+
+
+def _reject_constant(name: str) -> float:
+    """json.loads hook: NaN and Infinity are not JSON, and no project value may be one."""
+    raise ValueError(f"{name} is not a valid number here")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -284,8 +284,16 @@ def relative_path(path: Path, base: Path | None) -> str:
 
 
 def absolute_path(text: str, base: Path | None) -> Path:
-    """Inverse of :func:`relative_path`: ``text`` (``~`` expanded) resolved against ``base`` when relative."""
-    p = Path(text).expanduser()
+    """Inverse of :func:`relative_path`: ``text`` (``~`` expanded) resolved against ``base`` when relative.
+
+    Raises:
+        ConfigError: ``~user`` names a user unknown here (or there is no home folder).
+    """
+    try:
+        p = Path(text).expanduser()
+    except RuntimeError:  # "~nobody-here/x"
+        raise ConfigError(f"cannot resolve the path {text!r}: no such user's home folder",
+                          "give the full path instead of ~user/...") from None
     return p if p.is_absolute() or base is None else (Path(base) / p).resolve()
 
 
