@@ -417,6 +417,27 @@ def test_export_range_to_mp4_keeps_ui_responsive(window, dirs, qtbot):
     dialog.close()
 
 
+def test_export_asks_before_replacing_a_file_and_lists_what_it_reads(window, dirs, qtbot, monkeypatch):
+    """A project may come from anywhere: its stored output path is not trusted to replace a file silently."""
+    dialog = window.show_export_dialog()
+    out = dirs / "existing.mp4"
+    out.write_bytes(b"precious")
+    dialog.output.setText(str(out))
+    asked = []
+
+    def refuse(path):
+        asked.append(dialog.reads_and_writes(path))
+        return False
+
+    monkeypatch.setattr(dialog, "confirm_replace", refuse)
+    qtbot.mouseClick(dialog.export_btn, Qt.MouseButton.LeftButton)
+    qtbot.wait(100)
+    assert dialog.worker is None and out.read_bytes() == b"precious"
+    reads, writes = asked[0]
+    assert writes == out and window.model.state.identity in reads and window.model.state.audio in reads
+    dialog.close()
+
+
 def test_no_face_photo_shows_inline_error(qapp, dirs, qtbot):
     from PIL import Image
 

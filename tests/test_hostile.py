@@ -3,6 +3,7 @@ project files and outputs that must stay where the user said."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -324,3 +325,80 @@ def test_large_photos_are_scaled_on_load_with_a_notice(tmp_path):
     assert image.shape[:2] == (MAX_PHOTO_SIDE, round(5000 * MAX_PHOTO_SIDE / 6250))
     ident = load_identity(big)
     assert any("5000x6250" in n and "at most 4096" in n for n in ident.notices())
+
+
+# ------------------------------------------------------------------------------------------ project files
+
+def _valid_project() -> dict:
+    from studio.app.project import ProjectState, state_to_dict
+
+    return json.loads(json.dumps(state_to_dict(ProjectState(), Path("/tmp"))))
+
+
+def _with(doc: dict, path: tuple, value) -> dict:
+    node = doc
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize("path, value, field", [
+    (("base_dir",), 5, "base_dir"),
+    (("export",), "x", "export"),
+    (("keyframes",), [1, 2], "keyframes"),
+    (("keyframes",), {"jaw": [[0.5]]}, "keyframes.jaw.0"),
+    (("keyframes",), {"rm -rf": [[0.5, 1.0]]}, "keyframes"),
+    (("range_s",), [1], "range_s"),
+    (("settings", "fps"), -5, "settings.fps"),
+    (("settings", "sources", "seed"), "abc", "settings.sources.seed"),
+    (("settings", "engine", "name"), "rm -rf /", "settings.engine.name"),
+    (("export", "resolution"), "8k", "export.resolution"),
+    (("settings", "face_index"), -7, "settings.face_index"),
+    (("settings", "encode", "crf"), True, "settings.encode.crf"),
+])
+def test_invalid_project_fields_are_named(tmp_path, path, value, field):
+    from studio.app.project import Project
+    from studio.core.errors import InputError
+
+    doc = _with(_valid_project(), path, value)
+    f = tmp_path / "bad.talkproj"
+    f.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        Project.load(f)
+    assert f"invalid field {field}" in err.value.message
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"schema_version": 2, "settings": {"fps": NaN}}', "NaN is not a valid number"),
+    ('{"schema_version": true}', "no schema_version"),
+    ('{"schema_version": 2, "keyframes": {"jaw": ' + "[" * 100_000 + "]" * 100_000 + "}}", "cannot read the project"),
+])
+def test_malformed_projects_are_refused(tmp_path, text, message):
+    from studio.app.project import Project
+    from studio.core.errors import InputError
+
+    f = tmp_path / "bad.talkproj"
+    f.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match=message):
+        Project.load(f)
+
+
+def test_a_project_cannot_redirect_its_paths(tmp_path):
+    from studio.app.project import Project
+
+    doc = _valid_project()
+    doc.update(base_dir="/etc", identity="passwd", export={**doc["export"], "output": "out.mp4"})
+    f = tmp_path / "p.talkproj"
+    f.write_text(json.dumps(doc), encoding="utf-8")
+    state = Project.load(f).state
+    assert state.identity == tmp_path / "passwd" and state.export.output == tmp_path / "out.mp4"
+
+
+@posix_only
+def test_loading_a_device_as_a_project_is_refused_at_once():
+    from studio.app.project import Project
+    from studio.core.errors import InputError
+
+    with pytest.raises(InputError, match="not a regular file"):
+        Project.load(Path("/dev/zero"))

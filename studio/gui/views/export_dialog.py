@@ -13,8 +13,8 @@ from pathlib import Path
 from PySide6.QtCore import QThread, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
-                               QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox,
-                               QVBoxLayout, QWidget)
+                               QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton,
+                               QSpinBox, QVBoxLayout, QWidget)
 
 from studio.app.jobs import export_project, output_size
 from studio.app.project import RESOLUTIONS, ExportSettings
@@ -69,6 +69,7 @@ class ExportDialog(QDialog):
         self.controller = controller
         self.worker: JobWorker | None = None
         self.result: Done | None = None
+        self._confirmed: Path | None = None  # a path the save dialog already asked about replacing
         ex = model.state.export
 
         self.output = QLineEdit(str(ex.output or self._default_output()))
@@ -148,6 +149,7 @@ class ExportDialog(QDialog):
         path, _ = QFileDialog.getSaveFileName(self, "Export video", self.output.text(), "MP4 video (*.mp4)")
         if path:
             self.output.setText(with_output_suffix(path))
+            self._confirmed = self.settings().output  # the save dialog asked before replacing it
 
     def _set_encoders(self, encoders: tuple) -> None:
         current = self.codec.currentData() or self.model.state.export.codec
@@ -171,6 +173,11 @@ class ExportDialog(QDialog):
         if self.worker is not None:
             return
         self.message.clear_message()
+        out = self.settings().output
+        if out is not None and (out.exists() or out.is_symlink()) and out != self._confirmed:
+            if not self.confirm_replace(out):
+                self.status.setText("Not exported: choose another output file.")
+                return
         changes = {"export": self.settings(), "fps": float(self.fps.value()), "crf": int(self.crf.value())}
         changes = {k: v for k, v in changes.items() if self.model.state.value(k) != v}
         if changes:  # one undo step for everything the dialog changed
@@ -192,6 +199,27 @@ class ExportDialog(QDialog):
         self.export_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         worker.start()
+
+    def reads_and_writes(self, output: Path) -> tuple[list[Path], Path]:
+        """The files the export reads (identity, speech, source videos, person file) and the one it writes:
+        what a user is shown before an existing file is replaced (a project may come from anywhere)."""
+        state = self.model.state
+        src, eng = state.settings.sources, state.settings.engine
+        reads = [Path(p) for p in (state.identity, state.audio, src.pose_video, src.emotion_source, eng.person)
+                 if p is not None]
+        return reads, output
+
+    def confirm_replace(self, output: Path) -> bool:
+        """Ask before replacing an existing file, listing what the export reads and writes. True: go on."""
+        reads, writes = self.reads_and_writes(output)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Replace the existing video?",
+                          f"{writes.name} already exists in {writes.parent}. Export replaces it.",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self)
+        box.setInformativeText("This project reads:\n" + "\n".join(f"  {p}" for p in reads)
+                               + f"\n\nand writes:\n  {writes}")
+        box.button(QMessageBox.StandardButton.Yes).setText("Replace")
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        return box.exec() == QMessageBox.StandardButton.Yes
 
     def cancel_export(self) -> None:
         if self.worker is not None:
