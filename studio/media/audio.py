@@ -111,9 +111,14 @@ def load_audio(path: str | os.PathLike[str], *, sample_rate: int = 16000) -> Aud
             f"audio file is empty ({mono.shape[0] / native_rate:.2f} s of audio): {path}",
             "choose a recording that contains speech",
         )
-    mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
-    out = np.clip(resample(mono, native_rate, int(sample_rate)), -1.0, 1.0)
-    return AudioClip(out, int(sample_rate), path)
+    # in place where possible: a long recording is not copied four times over
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    del data
+    np.nan_to_num(mono, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    if native_rate != int(sample_rate):
+        mono = resample(mono, native_rate, int(sample_rate))
+    np.clip(mono, -1.0, 1.0, out=mono)
+    return AudioClip(mono, int(sample_rate), path)
 
 
 def _read_soundfile(path: Path) -> tuple[np.ndarray, int] | None:
@@ -270,12 +275,18 @@ def peak_window_dbfs(clip: AudioClip, *, window_s: float = SILENCE_WINDOW_S) -> 
     Windows slide sample by sample; a clip shorter than the window is measured as a whole.
     Returns ``-inf`` for an empty or all-zero clip.
     """
-    x = clip.samples.astype(np.float64)
+    x = clip.samples
     if x.size == 0:
         return -math.inf
     width = max(1, min(x.size, round(window_s * clip.sample_rate)))
-    energy = np.concatenate(([0.0], np.cumsum(x * x)))
-    peak_mean_square = float(np.max(energy[width:] - energy[:-width])) / width
+    # running sums in float64 over blocks of windows (memory stays flat for any length of audio)
+    block = max(1 << 20, 4 * width)
+    best = 0.0
+    for start in range(0, x.size - width + 1, block):
+        seg = x[start:start + block + width - 1].astype(np.float64)
+        energy = np.concatenate(([0.0], np.cumsum(seg * seg)))
+        best = max(best, float(np.max(energy[width:] - energy[:-width])))
+    peak_mean_square = best / width
     return 10.0 * math.log10(peak_mean_square) if peak_mean_square > 0 else -math.inf
 
 

@@ -36,7 +36,7 @@ from studio.media._common import (
     run_ffmpeg,
     stderr_tail,
 )
-from studio.media.audio import AudioClip, resample, write_wav
+from studio.media.audio import AudioClip
 
 #: libx264 speed presets, fastest first.
 X264_PRESETS: tuple[str, ...] = (
@@ -466,15 +466,40 @@ def _reserve_partial_file(path: Path) -> Path:
     return partial
 
 
+#: seconds of soundtrack resampled and written at a time (memory stays flat for any length of speech)
+_WAV_CHUNK_S = 10.0
+
+
 def _temp_wav(audio: AudioClip) -> Path:
-    """Write the soundtrack as a float WAV in the system temp folder (deleted by the encoder)."""
-    if audio.sample_rate not in _AAC_RATES:
-        samples = resample(audio.samples, audio.sample_rate, _AAC_DEFAULT_RATE)
-        audio = AudioClip(samples, _AAC_DEFAULT_RATE)
+    """Write the soundtrack as a float WAV in the system temp folder (deleted by the encoder), resampled to
+    48 kHz when its rate is not one AAC takes. Streamed in chunks (soxr's streaming resampler, HQ as
+    :func:`~studio.media.audio.resample`), so no resampled copy of a long soundtrack is ever held in memory.
+
+    Raises:
+        OutputError: the temp folder is not writable or the disk is full.
+    """
+    import soundfile as sf
+    import soxr
+
+    rate = audio.sample_rate if audio.sample_rate in _AAC_RATES else _AAC_DEFAULT_RATE
     fd, name = tempfile.mkstemp(prefix=f"talkstudio-{os.getpid()}-", suffix=".wav")
     os.close(fd)
     try:
-        return write_wav(name, audio, subtype="FLOAT")
+        stream = (None if rate == audio.sample_rate else
+                  soxr.ResampleStream(audio.sample_rate, rate, 1, dtype="float32", quality="HQ"))
+        step = max(1, int(_WAV_CHUNK_S * audio.sample_rate))
+        x = audio.samples
+        with sf.SoundFile(name, "w", samplerate=rate, channels=1, subtype="FLOAT", format="WAV") as out:
+            for i in range(0, max(len(x), 1), step):
+                chunk = np.asarray(x[i:i + step], dtype=np.float32)
+                if stream is not None:
+                    chunk = stream.resample_chunk(chunk, last=i + step >= len(x))
+                out.write(np.clip(chunk, -1.0, 1.0))
+        return Path(name)
+    except (sf.LibsndfileError, OSError) as exc:
+        Path(name).unlink(missing_ok=True)
+        raise OutputError(f"cannot write the soundtrack's temporary file {name} ({exc})",
+                          "free some space in the temp folder (TMPDIR) or point TMPDIR at another drive") from exc
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise

@@ -375,11 +375,19 @@ def _resample_16k(x: np.ndarray, sample_rate: int) -> np.ndarray:
     return soxr.resample(x, sample_rate, _ph.SAMPLE_RATE, quality="HQ").astype(np.float32)
 
 
+#: samples processed at a time by the whole-clip filters (10 s at 16 kHz): their float64 temporaries stay small
+_CHUNK = 160_000
+
+
 def _highpass(x: np.ndarray) -> np.ndarray:
     from scipy.signal import butter, sosfilt
 
     sos = butter(2, 60.0, "highpass", fs=_ph.SAMPLE_RATE, output="sos")
-    return sosfilt(sos, x).astype(np.float32)
+    out = np.empty(len(x), np.float32)
+    zi = np.zeros((sos.shape[0], 2))
+    for i in range(0, len(x), _CHUNK):  # the filter state carries over: identical to one call
+        out[i:i + _CHUNK], zi = sosfilt(sos, x[i:i + _CHUNK], zi=zi)
+    return out
 
 
 def _pcm16_for_decoder(x: np.ndarray) -> np.ndarray:
@@ -387,9 +395,13 @@ def _pcm16_for_decoder(x: np.ndarray) -> np.ndarray:
     peak = float(np.max(np.abs(x))) if x.size else 0.0
     gain = 0.9 / peak if peak > 1e-6 else 1.0
     gain = min(gain, 1000.0)
-    y = x * (32767.0 * gain)
-    y += np.random.default_rng(0).integers(-1, 2, size=y.shape).astype(np.float32)
-    return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
+    out = np.empty(len(x), np.int16)
+    rng = np.random.default_rng(0)
+    for i in range(0, len(x), _CHUNK):  # chunked: the same dither stream as one call, bounded memory
+        y = x[i:i + _CHUNK] * np.float32(32767.0 * gain)
+        y += rng.integers(-1, 2, size=y.shape).astype(np.float32)
+        out[i:i + _CHUNK] = np.clip(np.rint(y), -32768, 32767)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,10 +422,16 @@ def _step_levels_db(x16: np.ndarray, n_steps: int) -> np.ndarray:
     """dBFS per 10 ms step i, RMS over samples [160 i - 80, 160 i + 240) (20 ms, centred)."""
     block = _ph.SAMPLE_RATE // 200  # 5 ms = 80 samples
     n_blocks = 2 * n_steps + 3
-    padded = np.zeros(n_blocks * block, np.float64)
     m = min(len(x16), (n_blocks - 1) * block)
-    padded[block : block + m] = x16[:m]
-    e = (padded.reshape(n_blocks, block) ** 2).sum(1)
+    # energy of each 5 ms block (block 0 is silence before the audio), in float64, a chunk of blocks at a time
+    e = np.zeros(n_blocks, np.float64)
+    per = _CHUNK // block
+    for b0 in range(0, (m + block - 1) // block, per):
+        seg = np.zeros(per * block, np.float64)
+        part = x16[b0 * block : min((b0 + per) * block, m)]
+        seg[: len(part)] = part
+        n = (len(part) + block - 1) // block
+        e[1 + b0 : 1 + b0 + n] = (seg[: n * block].reshape(n, block) ** 2).sum(1)
     n2 = 2 * n_steps
     win = e[0:n2:2] + e[1 : n2 + 1 : 2] + e[2 : n2 + 2 : 2] + e[3 : n2 + 3 : 2]
     rms = np.sqrt(win / (4 * block))
