@@ -7,6 +7,7 @@ status 2 (130 when cancelled); nothing is left behind at the output path.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -460,6 +461,10 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``talkstudio`` console script; returns the process exit status."""
     args = build_parser().parse_args(argv)
+    # imageio-ffmpeg logs the life of the ffmpeg children we start and stop ourselves ("We had to kill
+    # ffmpeg to stop it." when a video is closed early on a busy machine): not the user's business. Its
+    # errors still reach us as exceptions, which become the one-line messages below.
+    logging.getLogger("imageio_ffmpeg").setLevel(logging.ERROR)
     if args.command == "gui":  # Qt runs its own event loop; a termination signal ends it as before
         return _cmd_gui(args)
     try:
