@@ -473,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Cancelled as exc:
         return _fail(exc)
     except Terminated as exc:
-        print(f"error: stopped by {exc.signal_name} — no output was written (temporary files removed)",
+        print(f"error: stopped by {exc.signal_name} — the unfinished output and its temporary files were removed",
               file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

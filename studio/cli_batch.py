@@ -40,8 +40,9 @@ def _specs(args: argparse.Namespace, settings: RenderSettings) -> list[JobSpec] 
             print(exc.table(), file=sys.stderr)
             raise
         if problems:
-            table = InvalidJobs(problems, len(problems) + len(specs)).table()
-            print(f"skipping {len(problems)} invalid row(s):\n{table}", file=sys.stderr)
+            rows = len({where for where, _ in problems})
+            table = InvalidJobs(problems, rows + len(specs)).table()
+            print(f"skipping {rows} invalid row(s):\n{table}", file=sys.stderr)
         if not specs:
             raise ConfigError("no valid job to run", "fix the rows listed above")
         return specs

@@ -182,7 +182,7 @@ def test_sigterm_stops_a_batch_cleanly(tmp_path):
     job = BatchQueue(out).jobs()[0]
     assert job.status == "cancelled" and job.pid is None
     assert not partial_files(job.output) and not job.output.exists()
-    assert [p.name for p in tmp.iterdir()] == []
+    assert [p.name for p in tmp.iterdir() if p.name.startswith("talkstudio-")] == []
     with sqlite3.connect(queue_path(out)) as con:
         assert con.execute("SELECT value FROM meta WHERE key='runner_pid'").fetchone() is None
 
@@ -402,3 +402,67 @@ def test_loading_a_device_as_a_project_is_refused_at_once():
 
     with pytest.raises(InputError, match="not a regular file"):
         Project.load(Path("/dev/zero"))
+
+
+def test_stale_file_cleanup_keeps_what_is_not_provably_dead(tmp_path, monkeypatch):
+    """Only files of dead local pids that no live writer holds locked are removed: a folder may be shared with
+    other machines or containers (where our pid check means nothing), and a name may be crafted."""
+    import subprocess as sp
+
+    from studio.media.video import _lock, remove_stale_temp_files
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    dead = sp.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that existed and is gone
+    stale = tmp_path / f".a.mp4.{dead.pid}.0123abcd.partial.mp4"
+    foreign = tmp_path / f".b.mp4.{dead.pid}.4567abcd.partial.mp4"  # same dead pid, but its writer holds the lock
+    crafted = tmp_path / ".c.mp4.99999999999999999999.89abcdef.partial.mp4"
+    mine = tmp_path / f".d.mp4.{os.getpid()}.01234567.partial.mp4"
+    wav = tmp_path / "tmp" / f"talkstudio-{dead.pid}-x.wav"
+    for p in (stale, foreign, crafted, mine, wav):
+        p.write_bytes(b"x")
+    held = _lock(foreign)
+    assert held is not None
+    try:
+        removed = remove_stale_temp_files(tmp_path)
+    finally:
+        os.close(held)
+    assert sorted(removed) == sorted([stale, wav])
+    assert foreign.exists() and crafted.exists() and mine.exists()
+
+
+@posix_only
+def test_an_ignored_sighup_stays_ignored_under_nohup():
+    from studio.core.termination import Terminated, termination_raises
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with termination_raises():
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.05)  # nothing is raised: nohup's intent holds
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        with pytest.raises(Terminated), termination_raises():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # interrupted by the handler long before this ends
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_numbers_too_large_for_a_float_and_reversed_ranges_are_refused(tmp_path):
+    from studio.app.project import Project
+    from studio.core.errors import InputError
+
+    f = tmp_path / "p.talkproj"
+    for doc, message in ((_with(_valid_project(), ("keyframes",), {"jaw": [[1.0, 0.5]]}), None),
+                         (_with(_valid_project(), ("range_s",), [5.0, 1.0]), "not before the out point")):
+        f.write_text(json.dumps(doc), encoding="utf-8")
+        if message is None:
+            Project.load(f)
+        else:
+            with pytest.raises(InputError, match=message):
+                Project.load(f)
+    f.write_text(json.dumps(_valid_project()).replace('"keyframes": {}', '"keyframes": {"jaw": [[1e400, 0.5]]}'),
+                 encoding="utf-8")
+    with pytest.raises(InputError, match="too large a number"):
+        Project.load(f)

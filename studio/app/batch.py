@@ -337,8 +337,11 @@ def _resolve(text: str, base: Path) -> Path:
 def _output_problem(output_dir: Path, output: Path) -> str | None:
     """Why a queued job may not write ``output`` (None when it may): outside the output folder (its real
     path, links resolved), a symbolic link, or not a regular file."""
-    root = Path(os.path.realpath(output_dir))
-    if root not in Path(os.path.realpath(output.parent)).parents and Path(os.path.realpath(output.parent)) != root:
+    def real(p: Path) -> Path:  # links resolved, case folded where the file system ignores case
+        return Path(os.path.normcase(os.path.realpath(p)))
+
+    root, parent = real(output_dir), real(output.parent)
+    if parent != root and root not in parent.parents:
         return f"{output} is outside the output folder {output_dir}"
     if output.is_symlink():
         return f"{output} is a symbolic link (the studio does not write through links)"
@@ -867,7 +870,6 @@ def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: Canc
         job = queue.get(job.id)  # it may have been edited meanwhile
         w = weights[index]
         t_job = time.perf_counter()
-        remove_stale_partials(job.output)
         escape = _output_problem(queue.output_dir, job.output)
         if escape is not None:  # a queue written by an older studio, or edited: outputs stay in the folder
             queue.update(job.id, status="failed", error=escape, finished_at=time.time(),
@@ -877,6 +879,7 @@ def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: Canc
             yield BatchEvent("failed", queue.get(job.id), index, total, 1.0, "", escape, done_w / total_w,
                              eta(done_w / total_w))
             continue
+        remove_stale_partials(job.output)
         if job.output.exists() and not overwrite:
             own = job.attempts > 0 and verify_output(job.output, expected_s=None) is None
             if own:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -281,7 +282,7 @@ def read_project_file(path: Path, *, autosave: bool = False) -> tuple[ProjectSta
     text = read_text_bounded(path, what="project", max_bytes=MAX_PROJECT_BYTES,
                              hint="open a .talkproj file saved by the studio")
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         raise InputError(f"cannot read the project {path}: {exc}", "the file is damaged or not a project") from None
     if not isinstance(data, dict):
@@ -294,6 +295,10 @@ def read_project_file(path: Path, *, autosave: bool = False) -> tuple[ProjectSta
         base = Path(given) if autosave and isinstance(given, str) and Path(given).is_absolute() else path.parent
         state = state_from_dict(data, base)
         state.settings.check_values()
+        if state.range_s is not None and not state.range_s[0] < state.range_s[1]:
+            raise InputError(f"the project {path} has an invalid field range_s: the in point "
+                             f"{state.range_s[0]:g} s is not before the out point {state.range_s[1]:g} s",
+                             "the file is damaged; remove the range or fix it")
         return state, data
     except InputError:
         raise
@@ -306,6 +311,14 @@ def read_project_file(path: Path, *, autosave: bool = False) -> tuple[ProjectSta
 def _reject_constant(name: str) -> float:
     """json.loads hook: NaN and Infinity are not JSON, and no project value may be one."""
     raise ValueError(f"{name} is not a valid number here")
+
+
+def _finite_float(text: str) -> float:
+    """json.loads hook: a number too large for a float (``1e400``) would become infinity: refuse it."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is too large a number")
+    return value
 
 
 # ------------------------------------------------------------------------------------------------

@@ -38,8 +38,12 @@ from studio.engine.sources.settings import BLINK_MODES, EMOTIONS, MAX_POSE_INTEN
 MAX_PATH_CHARS = 4096
 #: the longest transcript accepted (as the command line's --transcript-file)
 MAX_TRANSCRIPT_CHARS = 1 << 20
-#: keyframes per channel (one per frame of an hour at 120 fps is 432,000; far more than anyone sets)
+#: keyframes per channel (one per frame of 14 minutes at 120 fps; far more than anyone sets by hand)
 MAX_KEYFRAMES = 100_000
+#: the latest time a project refers to, in seconds (a day)
+MAX_TIME_S = 86_400.0
+#: the largest keyframe value in any channel's units (degrees, fractions, 0..1 mouth values)
+MAX_KEY_VALUE = 1_000.0
 
 
 def _path() -> dict[str, Any]:
@@ -102,7 +106,8 @@ def project_schema(*, schema_version: int = 2, resolutions: tuple[str, ...] = ()
             "encode": {"type": "object", "properties": {"crf": _int(0, 51), "preset": {"enum": list(X264_PRESETS)}}},
         },
     }
-    keyframe = {"type": "array", "prefixItems": [_number(0.0), {"type": "number"}], "minItems": 2, "maxItems": 2}
+    keyframe = {"type": "array", "prefixItems": [_number(0.0, MAX_TIME_S), _number(-MAX_KEY_VALUE, MAX_KEY_VALUE)],
+                "minItems": 2, "maxItems": 2}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Talking Head Studio project",
@@ -111,7 +116,7 @@ def project_schema(*, schema_version: int = 2, resolutions: tuple[str, ...] = ()
         "properties": {
             "schema_version": {"const": schema_version},
             "identity": _path(),
-            "identity_frame_s": {"type": ["number", "null"], "minimum": 0},
+            "identity_frame_s": {"type": ["number", "null"], "minimum": 0, "maximum": MAX_TIME_S},
             "audio": _path(),
             "settings": settings,
             "keyframes": {
@@ -120,8 +125,8 @@ def project_schema(*, schema_version: int = 2, resolutions: tuple[str, ...] = ()
                 "additionalProperties": {"type": "array", "maxItems": MAX_KEYFRAMES, "items": keyframe},
             },
             "range_s": {"oneOf": [{"type": "null"},
-                                  {"type": "array", "prefixItems": [_number(0.0), _number(0.0)], "minItems": 2,
-                                   "maxItems": 2}]},
+                                  {"type": "array", "prefixItems": [_number(0.0, MAX_TIME_S), _number(0.0, MAX_TIME_S)],
+                                   "minItems": 2, "maxItems": 2}]},
             "export": {
                 "type": "object",
                 "properties": {
@@ -166,4 +171,4 @@ def validate_project(data: Any, *, source: str, schema_version: int, resolutions
                      "the file is damaged or was not written by Talking Head Studio; fix or remove that field")
 
 
-__all__ = ["MAX_KEYFRAMES", "MAX_PATH_CHARS", "MAX_TRANSCRIPT_CHARS", "project_schema", "validate_project"]
+__all__ = ["MAX_KEY_VALUE", "MAX_KEYFRAMES", "MAX_TIME_S", "MAX_PATH_CHARS", "MAX_TRANSCRIPT_CHARS", "project_schema", "validate_project"]

@@ -42,6 +42,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}", "check free disk space and permissions") from exc
+    except BaseException:  # Ctrl-C or a termination signal (see studio.core.termination) mid-write
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_text_bounded(path: Path, *, what: str, max_bytes: int, hint: str, encoding: str = "utf-8") -> str:

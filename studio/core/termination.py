@@ -23,6 +23,10 @@ from contextlib import contextmanager
 TERMINATION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+#: the largest process id Linux hands out (PID_MAX_LIMIT on 64-bit); larger numbers are not pids here
+PID_MAX = 1 << 22
+
+
 class Terminated(KeyboardInterrupt):
     """A termination signal arrived (raised in the main thread by the handler of :func:`termination_raises`).
 
@@ -50,8 +54,8 @@ class Terminated(KeyboardInterrupt):
 def termination_raises() -> Iterator[None]:
     """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread (once).
 
-    Outside the main thread (where Python cannot install handlers) the block runs unchanged. The previous
-    handlers are restored on exit.
+    Outside the main thread (where Python cannot install handlers) the block runs unchanged. A signal that is
+    ignored (SIGHUP under ``nohup``) stays ignored. The previous handlers are restored on exit.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -67,11 +71,15 @@ def termination_raises() -> Iterator[None]:
     previous = {}
     try:
         for sig in TERMINATION_SIGNALS:
+            current = signal.getsignal(sig)
+            if current is signal.SIG_IGN:  # e.g. SIGHUP under nohup: the user asked to be left running
+                continue
             previous[sig] = signal.signal(sig, handler)
         yield
     finally:
         for sig, old in previous.items():
-            signal.signal(sig, old)
+            # None: the previous handler was installed from C and cannot be restored from Python
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
 def pid_alive(pid: int) -> bool:
@@ -91,12 +99,14 @@ def pid_alive(pid: int) -> bool:
             return False
         ctypes.windll.kernel32.CloseHandle(handle)
         return True
+    if pid > PID_MAX:  # no such pid on Linux (or another machine's): not a process we can know about
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    except OSError:
+    except (OSError, OverflowError, ValueError):
         return False
     return True

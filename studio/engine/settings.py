@@ -287,14 +287,17 @@ def absolute_path(text: str, base: Path | None) -> Path:
     """Inverse of :func:`relative_path`: ``text`` (``~`` expanded) resolved against ``base`` when relative.
 
     Raises:
-        ConfigError: ``~user`` names a user unknown here (or there is no home folder).
+        ConfigError: ``~user`` names a user unknown here (or there is no home folder), or the text is not a
+            usable path (a NUL byte, too long).
     """
     try:
         p = Path(text).expanduser()
+        return p if p.is_absolute() or base is None else (Path(base) / p).resolve()
     except RuntimeError:  # "~nobody-here/x"
         raise ConfigError(f"cannot resolve the path {text!r}: no such user's home folder",
                           "give the full path instead of ~user/...") from None
-    return p if p.is_absolute() or base is None else (Path(base) / p).resolve()
+    except (ValueError, OSError) as exc:  # a NUL byte, a name too long, a loop of links
+        raise ConfigError(f"invalid path {text[:80]!r}: {exc}", "give the path of an existing file") from None
 
 
 __all__ = ["ENCODER_CHOICES", "ENGINE_NAMES", "EncodeSettings", "EngineSettings", "FLAT_NAMES", "MAX_FPS",

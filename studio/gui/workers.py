@@ -11,6 +11,7 @@ ahead into a small cache, so playback stays smooth when the engine is slower tha
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -148,7 +149,9 @@ class FrameRenderer(QThread):
         self._ahead = ahead_frames
         self._idle_delay_s = idle_delay_s
         self._idle_budget_s = idle_budget_s
-        self._last_render_s = 0.0
+        # the last few render times: render-ahead while paused uses the fastest (what the engine can do), so
+        # one slow frame (a garbage collection, a busy machine) does not switch it off until the next request
+        self._render_times: collections.deque[float] = collections.deque(maxlen=5)
         self._last_request_at = 0.0
         self._last_signal_at = 0.0
         self.requests = 0
@@ -260,7 +263,7 @@ class FrameRenderer(QThread):
                 self.failed.emit(str(exc))
                 continue
             with self._cond:
-                self._last_render_s = dt
+                self._render_times.append(dt)
                 self._store((source.generation, k, max_side), image)
                 now = time.monotonic()
                 signal = not prefetch or now - self._last_signal_at >= 0.25 or self._next_ahead(anchor) is None
@@ -287,8 +290,8 @@ class FrameRenderer(QThread):
         """(lock held) Playing, or paused for a while with an engine fast enough to fill the cache idly."""
         if self._playing:
             return True
-        return (self._last_render_s <= self._idle_budget_s
-                and time.monotonic() - self._last_request_at >= self._idle_delay_s)
+        fastest = min(self._render_times, default=0.0)
+        return fastest <= self._idle_budget_s and time.monotonic() - self._last_request_at >= self._idle_delay_s
 
     def _next_ahead(self, anchor: int) -> int | None:
         """(lock held) The next frame after ``anchor`` not yet cached, within the look-ahead window (no

@@ -56,8 +56,12 @@ def popen_kwargs() -> dict:
 def _die_with_parent():
     """On Linux, a function for ``preexec_fn`` that asks the kernel to SIGKILL the child when the thread that
     started it dies (``prctl(PR_SET_PDEATHSIG)``): after a SIGKILL of the studio, ffmpeg must not go on and
-    finish a half-written file. The ctypes call is prepared here, in the parent, so the child only calls it.
-    None elsewhere (macOS has no equivalent; there a killed parent closes ffmpeg's stdin and it stops)."""
+    finish a half-written file. The ctypes call is prepared here, in the parent, so the child only calls it
+    (``preexec_fn`` runs between fork and exec, where little is safe in a threaded parent).
+
+    The signal follows the *thread*: an ffmpeg child must be started by the thread that waits for it (the
+    encoder is created, written and closed in one ``with`` block, on one thread). None elsewhere (macOS has
+    no equivalent; there a killed parent closes ffmpeg's stdin and it stops)."""
     if not sys.platform.startswith("linux"):
         return None
     import ctypes
@@ -70,9 +74,12 @@ def _die_with_parent():
     prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     prctl.restype = ctypes.c_int
     pr_set_pdeathsig, sigkill = 1, int(signal.SIGKILL)
+    parent = os.getpid()
 
     def preexec() -> None:
         prctl(pr_set_pdeathsig, sigkill, 0, 0, 0)
+        if os.getppid() != parent:  # the studio died between fork and prctl: the signal was missed
+            os._exit(1)
 
     return preexec
 

@@ -279,13 +279,17 @@ def peak_window_dbfs(clip: AudioClip, *, window_s: float = SILENCE_WINDOW_S) -> 
     if x.size == 0:
         return -math.inf
     width = max(1, min(x.size, round(window_s * clip.sample_rate)))
-    # running sums in float64 over blocks of windows (memory stays flat for any length of audio)
+    # the running sum of squares in float64, a block at a time (memory stays flat for any length of audio); the
+    # sum carries over in the same order as one np.cumsum, so the result is the same to the bit
     block = max(1 << 20, 4 * width)
     best = 0.0
-    for start in range(0, x.size - width + 1, block):
-        seg = x[start:start + block + width - 1].astype(np.float64)
-        energy = np.concatenate(([0.0], np.cumsum(seg * seg)))
-        best = max(best, float(np.max(energy[width:] - energy[:-width])))
+    tail = np.zeros(1)  # the last `width` running sums so far (from the sum before the first sample, 0)
+    for start in range(0, x.size, block):
+        seg = x[start:start + block].astype(np.float64)
+        sums = np.concatenate((tail, np.cumsum(np.concatenate((tail[-1:], seg * seg)))[1:]))
+        if sums.size > width:
+            best = max(best, float(np.max(sums[width:] - sums[:-width])))
+        tail = sums[-width:]
     peak_mean_square = best / width
     return 10.0 * math.log10(peak_mean_square) if peak_mean_square > 0 else -math.inf
 

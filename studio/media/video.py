@@ -135,9 +135,12 @@ class FrameEncoder:
         self._closed = True  # until ffmpeg runs: nothing for abort()/__del__ to clean up
         remove_stale_temp_files(self.path.parent)
         self._partial: Path | None = _reserve_partial_file(self.path)
+        self._locks: list[int] = []
         try:
+            self._locks = [fd for fd in (_lock(self._partial),) if fd is not None]
             if audio is not None:
                 self._wav = _temp_wav(audio)
+                self._locks += [fd for fd in (_lock(self._wav),) if fd is not None]
             cmd = _encoder_command(
                 self._partial, self.width, self.height, self.fps,
                 self._wav, int(crf), preset, tags, threads, codec,
@@ -299,13 +302,19 @@ class FrameEncoder:
         raise error from cause
 
     def _discard(self) -> None:
-        """Delete the temporary files and mark the encoder closed."""
+        """Delete the temporary files, release their locks and mark the encoder closed."""
         for tmp in (self._partial, self._wav):
             if tmp is not None:
                 try:
                     tmp.unlink(missing_ok=True)
                 except OSError:
                     pass  # best effort: never mask the real error
+        for fd in getattr(self, "_locks", ()):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._locks = []
         self._partial = None
         self._wav = None
         self._closed = True
@@ -411,10 +420,11 @@ def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
     A process killed outright (SIGKILL, a power cut) cannot clean up after itself. Each encoder's files carry
     its process id: the hidden ``.NAME.<pid>.<id>.partial.mp4`` in ``folder`` and the soundtrack
     ``talkstudio-<pid>-*.wav`` in the system temp folder; those of processes that no longer exist on this
-    machine are removed by the next encoder that starts. Files of live processes, and anything else, are left
-    alone; errors are ignored (best effort).
+    machine, and that no live writer holds locked (see :func:`_lock`: a folder may be shared with other
+    machines or containers, where the pid means something else), are removed by the next encoder that starts.
+    Files of live processes, and anything else, are left alone; errors are ignored (best effort).
     """
-    from studio.core.termination import pid_alive
+    from studio.core.termination import PID_MAX, pid_alive
 
     removed = []
     for where, pattern in ((Path(folder), _PARTIAL_RE), (Path(tempfile.gettempdir()), _TEMP_WAV_RE)):
@@ -424,16 +434,51 @@ def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
             continue
         for name in names:
             m = pattern.match(name)
-            if m is None or pid_alive(int(m.group(1))):
+            if m is None or len(m.group(1)) > 8 or not 0 < int(m.group(1)) <= PID_MAX:
                 continue
             path = where / name
             try:
-                if path.is_symlink() or path.is_file():
-                    path.unlink()
-                    removed.append(path)
+                if pid_alive(int(m.group(1))) or path.is_symlink() or not path.is_file() or _locked(path):
+                    continue
+                path.unlink()
+                removed.append(path)
             except OSError:
                 pass
     return removed
+
+
+def _lock(path: Path) -> int | None:
+    """Hold an exclusive advisory lock (``flock``) on ``path`` while its writer lives; returns the fd (close it
+    to release; the kernel releases it when the process dies, even by SIGKILL). A pid means nothing on another
+    machine or in another container sharing the folder: the lock tells :func:`remove_stale_temp_files` that the
+    file is live there. None where locks are not available (Windows; the pid check alone applies)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _locked(path: Path) -> bool:
+    """Whether another open file description holds the :func:`_lock` of ``path`` (its writer is alive)."""
+    fd = _lock(path)
+    if fd is None:
+        try:
+            import fcntl  # noqa: F401
+        except ImportError:  # pragma: no cover
+            return False
+        return path.exists()  # could not take the lock: someone holds it (or the file is unreadable: keep it)
+    os.close(fd)
+    return False
 
 
 def _reserve_partial_file(path: Path) -> Path:

@@ -219,7 +219,7 @@ def composite_lid(window: np.ndarray, a: np.ndarray, b: np.ndarray, f: float, ey
     # above the eye counts only when it is about as light as the skin beside and below it)
     y = _luma(window)
     low = (known > 0.5) & (b > b_up - lash_h - 1.0)
-    ref = float(np.median(y[low])) if low.sum() >= 8 else float(np.median(y))
+    ref = max(float(np.median(y[low])) if low.sum() >= 8 else float(np.median(y)), 1.0)  # > 0 on black skin
     floor = np.where(b > b_up - lash_h - 1.0, 0.7, 0.85) * ref
     known *= (_smooth((y - floor) / (0.1 * ref)) * _smooth((1.35 * ref - y) / (0.1 * ref))).astype(np.float32)
     base = push_pull_fill(window, known)
