@@ -1,6 +1,9 @@
 """Take docs/studio.png: the main window with a project loaded (run under Xvfb: see README).
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshot.py
+    xvfb-run -a -s "-screen 0 1280x720x24" .venv/bin/python docs/screenshot.py --size 1280x720 --out docs/studio_1280x720.png
+
+``--size``: the window's size (default 1400x900); on a smaller screen it is fitted to the screen, as for a user.
 
 Uses throwaway config/data dirs (the user's saved window layout is not applied), the sample photo and
 speech from ../shared/samples (or the demo media in resources/), and waits for the preview before grabbing.
@@ -20,6 +23,14 @@ OUT = REPO / "docs" / "studio.png"
 
 
 def main() -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="1400x900", help="window size WxH (default 1400x900)")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"PNG to write (default {OUT})")
+    args = ap.parse_args()
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    out = args.out
     tmp = Path(tempfile.mkdtemp(prefix="talkstudio-shot-"))
     for name in ("CONFIG", "DATA", "CACHE"):
         os.environ[f"TALKSTUDIO_{name}_DIR"] = str(tmp / name.lower())
@@ -35,7 +46,7 @@ def main() -> int:
         photo, speech = REPO / "resources" / "obama_official.jpg", REPO / "resources" / "grid_bbaf2n.wav"
     app = make_app()
     window = MainWindow(interactive=False)
-    window.resize(1400, 900)
+    window.resize(width, height)
     window.show()
     window.identity.set_identity(photo)
     window.set_audio(speech)
@@ -63,8 +74,8 @@ def main() -> int:
     from PIL import Image
 
     Image.open(raw).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) \
-        .save(OUT, optimize=True)
-    print(f"wrote {OUT} ({OUT.stat().st_size // 1024} KB, {image.width()}x{image.height()})")
+        .save(out, optimize=True)
+    print(f"wrote {out} ({out.stat().st_size // 1024} KB, {image.width()}x{image.height()})")
     window.close()
     QApplication.processEvents()
     return 0

@@ -438,6 +438,35 @@ def test_export_asks_before_replacing_a_file_and_lists_what_it_reads(window, dir
     dialog.close()
 
 
+def test_window_fits_a_1280x720_laptop_screen(window, qtbot):
+    """Before: the minimum size was 844x967, so the timeline and status bar were off a 720 px screen."""
+    hint = window.minimumSizeHint()
+    assert hint.width() <= 1024 and hint.height() <= 640, hint
+    window.resize(1280, 720)
+    qtbot.waitUntil(lambda: window.height() == 720, timeout=5000)
+    qtbot.wait(50)
+    inside = window.rect()
+    parts = {"preview": window.preview, "status bar": window.statusBar(),
+             **{name: dock for name, dock in window.docks.items()}}
+    for name, widget in parts.items():
+        assert widget.isVisible(), name
+        top_left = widget.mapTo(window, widget.rect().topLeft())
+        geom = widget.rect().translated(top_left)
+        assert inside.contains(geom), (name, geom, inside)
+        assert geom.height() >= 60 or name == "status bar", (name, geom)
+    assert window.timeline.plots.height() >= 100  # the waveform and lanes are usable, not a sliver
+
+
+def test_reset_layout_brings_back_every_panel(window, qtbot):
+    window.docks["trajectory"].hide()
+    window.docks["sources"].setFloating(True)
+    window.act_reset_layout.trigger()
+    qtbot.wait(50)
+    for name, dock in window.docks.items():
+        assert dock.isVisible() and not dock.isFloating(), name
+    assert window.dockWidgetArea(window.docks["timeline"]) == Qt.DockWidgetArea.BottomDockWidgetArea
+
+
 def test_no_face_photo_shows_inline_error(qapp, dirs, qtbot):
     from PIL import Image
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
-                               QProgressBar, QToolBar, QWidget)
+from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow,
+                               QMessageBox, QProgressBar, QScrollArea, QToolBar, QWidget)
 
 from studio import __version__
 from studio.app.analysis import WaveformPyramid, phone_segments
@@ -41,6 +41,8 @@ from studio.gui.workers import JobWorker
 log = logging.getLogger(__name__)
 
 APP_TITLE = "Talking Head Studio"
+#: the smallest size of a form panel's dock (it scrolls below that): with them the window fits 1024x640
+MIN_PANEL_W, MIN_PANEL_H = 240, 90
 PROJECT_FILTER = f"Talking Head Studio project (*{PROJECT_SUFFIX})"
 AUDIO_FILTER = "Speech (" + " ".join(f"*{s}" for s in sorted(AUDIO_SUFFIXES | VIDEO_SUFFIXES)) + ")"
 
@@ -91,8 +93,8 @@ class MainWindow(QMainWindow):
         self.timeline = TimelineView()
         self.trajectory = TrajectoryView()
         self.docks = {
-            "identity": self._dock("Identity", self.identity, Qt.DockWidgetArea.LeftDockWidgetArea),
-            "sources": self._dock("Pose && emotion", self.sources, Qt.DockWidgetArea.LeftDockWidgetArea),
+            "identity": self._dock("Identity", self.identity, Qt.DockWidgetArea.LeftDockWidgetArea, scroll=True),
+            "sources": self._dock("Pose && emotion", self.sources, Qt.DockWidgetArea.LeftDockWidgetArea, scroll=True),
             "timeline": self._dock("Timeline", self.timeline, Qt.DockWidgetArea.BottomDockWidgetArea),
             "trajectory": self._dock("Trajectory", self.trajectory, Qt.DockWidgetArea.RightDockWidgetArea),
         }
@@ -112,10 +114,21 @@ class MainWindow(QMainWindow):
 
     # -- construction ------------------------------------------------------------------------------
 
-    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea, *, scroll: bool = False) -> QDockWidget:
+        """A dock holding ``widget``; ``scroll``: inside a scroll area (a form panel keeps its layout when the
+        dock is shorter than the form, so the window fits a 1280x720 screen)."""
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock-{title.split()[0].lower()}")
-        dock.setWidget(widget)
+        if scroll:
+            area_widget = QScrollArea()
+            area_widget.setObjectName(f"scroll-{title.split()[0].lower()}")
+            area_widget.setWidget(widget)
+            area_widget.setWidgetResizable(True)
+            area_widget.setFrameShape(QFrame.Shape.NoFrame)
+            area_widget.setMinimumSize(MIN_PANEL_W, MIN_PANEL_H)
+            dock.setWidget(area_widget)
+        else:
+            dock.setWidget(widget)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
@@ -193,6 +206,10 @@ class MainWindow(QMainWindow):
         self.view_menu = mb.addMenu("&View")
         for dock in self.docks.values():
             self.view_menu.addAction(dock.toggleViewAction())
+        self.view_menu.addSeparator()
+        self.act_reset_layout = self._action("&Reset layout", self.reset_layout,
+                                             tip="Put every panel back where it starts, sized for this window")
+        self.view_menu.addAction(self.act_reset_layout)
         help_menu = mb.addMenu("&Help")
         help_menu.addAction(self.act_models)
         help_menu.addAction(self.act_about)
@@ -267,6 +284,18 @@ class MainWindow(QMainWindow):
 
     # -- window state --------------------------------------------------------------------------------
 
+    def reset_layout(self) -> None:
+        """View > Reset layout: every dock visible, docked where it starts, sized for the current window."""
+        areas = {"identity": Qt.DockWidgetArea.LeftDockWidgetArea, "sources": Qt.DockWidgetArea.LeftDockWidgetArea,
+                 "timeline": Qt.DockWidgetArea.BottomDockWidgetArea,
+                 "trajectory": Qt.DockWidgetArea.RightDockWidgetArea}
+        for name, dock in self.docks.items():
+            dock.setFloating(False)
+            self.addDockWidget(areas[name], dock)
+            dock.show()
+        self.splitDockWidget(self.docks["identity"], self.docks["sources"], Qt.Orientation.Vertical)
+        self._default_layout()
+
     def _restore_window(self) -> None:
         s = self.settings
         if s.window_geometry:
@@ -275,6 +304,22 @@ class MainWindow(QMainWindow):
             self.resize(1400, 900)
         if s.window_state:
             self.restoreState(QByteArray.fromBase64(s.window_state.encode()))
+        self._fit_to_screen()
+
+    def _fit_to_screen(self) -> None:
+        """Keep the window inside the screen's available area (a layout saved on a larger monitor, or the
+        1400x900 default on a 1280x720 laptop, would otherwise hang off its edges)."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is None:
+            return
+        avail = screen.availableGeometry()
+        w, h = min(self.width(), avail.width()), min(self.height(), avail.height())
+        if (w, h) != (self.width(), self.height()):
+            self.resize(w, h)
+        x = min(max(self.x(), avail.left()), avail.right() - w + 1)
+        y = min(max(self.y(), avail.top()), avail.bottom() - h + 1)
+        if (x, y) != (self.x(), self.y()):
+            self.move(x, y)
 
     def _store_window(self) -> None:
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
