@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import pytest
 
 pytest.importorskip("PySide6.QtWidgets")
@@ -465,6 +466,32 @@ def test_reset_layout_brings_back_every_panel(window, qtbot):
     for name, dock in window.docks.items():
         assert dock.isVisible() and not dock.isFloating(), name
     assert window.dockWidgetArea(window.docks["timeline"]) == Qt.DockWidgetArea.BottomDockWidgetArea
+
+
+def test_a_failed_or_cut_short_speech_is_said_and_stays_said(window, dirs, qtbot):
+    """Before: after a failed load the old waveform stayed and the error was one status line that the next
+    message overwrote; a truncated WAV loaded without a word."""
+    assert window.timeline.pyramid is not None
+    broken = dirs / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(200))
+    window.set_audio(broken)
+    wait_until(lambda: window.timeline.message.isVisible())
+    assert window.timeline.pyramid is None  # the old speech's waveform is gone: it is not what the project names
+    assert "broken.wav" in window.timeline.message.plain_text()
+    window.show_status("something else happened")  # the next status message does not hide the problem
+    assert window.timeline.message.isVisible()
+    qtbot.mouseClick(window.timeline.dismiss, Qt.MouseButton.LeftButton)
+    assert not window.timeline.message.isVisible()
+    # a WAV cut short (a copy that stopped half-way): it loads, with a warning naming both lengths
+    full = dirs / "full.wav"
+    sf.write(full, np.zeros(16000 * 4, np.float32), 16000, subtype="PCM_16")
+    cut = dirs / "cut.wav"
+    cut.write_bytes(full.read_bytes()[: 44 + 16000 * 2 * 2])
+    window.set_audio(cut)
+    wait_until(lambda: window.timeline.pyramid is not None and window.timeline.message.isVisible())
+    text = window.timeline.message.plain_text()
+    assert "cut short" in text and "4.0 s" in text and "2.0 s" in text
+    assert window.timeline.duration == pytest.approx(2.0, abs=0.05)
 
 
 def test_no_face_photo_shows_inline_error(qapp, dirs, qtbot):

@@ -466,3 +466,14 @@ def test_numbers_too_large_for_a_float_and_reversed_ranges_are_refused(tmp_path)
                  encoding="utf-8")
     with pytest.raises(InputError, match="too large a number"):
         Project.load(f)
+
+
+def test_a_cut_short_wav_renders_with_a_warning(tmp_path, capsys):
+    full = tmp_path / "full.wav"
+    sf.write(full, load_audio(SPEECH, sample_rate=16000).samples[:16000 * 2], 16000, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(full.read_bytes()[: 44 + 16000 * 2])  # 1 of its 2 seconds
+    assert main(["render", "--image", str(PHOTO), "--audio", str(cut), "--output", str(tmp_path / "o.mp4"),
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "cut.wav is cut short" in err and "2.0 s" in err and "1.0 s" in err

@@ -31,7 +31,7 @@ from studio.engine.face.identity import Identity, load_identity
 from studio.engine.lite.engine import LiteEngine
 from studio.engine.settings import ENGINE_NAMES, RenderSettings
 from studio.engine.sources.controls import source_channels
-from studio.media.audio import AudioClip, frame_count, is_silent, load_audio, peak_window_dbfs
+from studio.media.audio import AudioClip, frame_count, is_silent, load_audio, peak_window_dbfs, wav_truncation
 from studio.media.kinds import check_output_path
 from studio.media.video import FrameEncoder
 
@@ -264,6 +264,10 @@ def prepare(image: Path, audio: Path, settings: RenderSettings, *, cancel: Cance
         yield Notice(note)
     yield load.event("load", 1, 3, "reading the speech")
     clip = load_audio(audio, sample_rate=ANALYSIS_RATE)
+    cut = wav_truncation(audio)
+    if cut is not None:
+        yield Notice(f"the speech file {Path(audio).name} is cut short: its header announces {cut[0]:.1f} s, only "
+                     f"{cut[1]:.1f} s are there; the video covers those")
     if is_silent(clip):
         yield Notice(f"the audio is silent (loudest 50 ms at {peak_window_dbfs(clip):.0f} dBFS): "
                      "the mouth stays closed, the face only blinks and moves")

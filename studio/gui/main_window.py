@@ -48,13 +48,16 @@ AUDIO_FILTER = "Speech (" + " ".join(f"*{s}" for s in sorted(AUDIO_SUFFIXES | VI
 
 
 def _load_waveform(path: Path):
-    """Job: decode the speech (16 kHz mono) and build its waveform pyramid."""
+    """Job: decode the speech (16 kHz mono) and build its waveform pyramid; returns (pyramid, the truncation
+    of a cut-short WAV file or None, see :func:`~studio.media.audio.wav_truncation`)."""
     from studio.media.audio import load_audio
+
+    from studio.media.audio import wav_truncation
 
     def job(cancel):
         clip = load_audio(path, sample_rate=16000)
         cancel.raise_if_cancelled()
-        return WaveformPyramid(clip.samples, clip.sample_rate)
+        return WaveformPyramid(clip.samples, clip.sample_rate), wav_truncation(path)
 
     return job
 
@@ -372,18 +375,35 @@ class MainWindow(QMainWindow):
             self.transport.set_media(None, 0.0)
             return
         worker = JobWorker(_load_waveform(path), name="waveform", parent=self)
-        worker.finished_ok.connect(lambda pyr, w=worker, p=path: self._on_waveform(w, p, pyr))
-        worker.failed.connect(lambda msg, hint: self.show_status(f"{msg} — {hint}", error=True))
+        worker.finished_ok.connect(lambda res, w=worker, p=path: self._on_waveform(w, p, *res))
+        worker.failed.connect(lambda msg, hint, w=worker: self._on_waveform_failed(w, msg, hint))
         worker.finished.connect(worker.deleteLater)
         self._wave_worker = worker
         worker.start()
 
-    def _on_waveform(self, worker: JobWorker, path: Path, pyramid: WaveformPyramid) -> None:
+    def _on_waveform(self, worker: JobWorker, path: Path, pyramid: WaveformPyramid,
+                     cut: tuple[float, float] | None = None) -> None:
         if worker is not self._wave_worker:
             return
         self.timeline.set_waveform(pyramid)
         self.transport.set_media(path, pyramid.duration)
         self.timeline.set_range(self.model.state.range_s)
+        if cut is not None:
+            self.timeline.show_message(
+                f"{path.name} is cut short: its header announces {cut[0]:.1f} s, only {cut[1]:.1f} s are there",
+                "the video covers what is there; copy or download the file again for the rest", kind="warning")
+        else:
+            self.timeline.clear_message()
+
+    def _on_waveform_failed(self, worker: JobWorker, message: str, hint: str) -> None:
+        """The new speech could not be read: the old waveform goes (it is not what the project now names) and
+        the problem stays above the timeline until dismissed or another speech loads."""
+        if worker is not self._wave_worker:
+            return
+        self.timeline.set_waveform(None)
+        self.transport.set_media(None, 0.0)
+        self.timeline.show_message(message, hint)
+        self.show_status(f"{message} — {hint}" if hint else message, error=True)
 
     def set_range(self, range_s: tuple[float, float] | None) -> None:
         """Set or clear the in/out range (an undoable edit)."""

@@ -216,6 +216,44 @@ def write_wav(path: str | os.PathLike[str], clip: AudioClip, *, subtype: str = "
     return path
 
 
+def wav_truncation(path: str | os.PathLike[str]) -> tuple[float, float] | None:
+    """For a WAV file whose data was cut short (a copy or download that stopped), the seconds its header
+    announces and the seconds actually present; None for a complete WAV or any other kind of file.
+
+    libsndfile reads such a file without complaint (what is there), so the studio warns about it instead of
+    rendering a video of half the speech in silence. Reads only the RIFF chunk headers (a few bytes).
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            size = os.fstat(fh.fileno()).st_size
+            byte_rate = 0
+            for _ in range(64):  # chunks before "data": fmt, LIST, fact, ...
+                hdr = fh.read(8)
+                if len(hdr) < 8:
+                    return None
+                cid, n = hdr[:4], struct.unpack("<I", hdr[4:])[0]
+                if cid == b"fmt ":
+                    fmt = fh.read(min(n, 16))
+                    if len(fmt) == 16:
+                        byte_rate = struct.unpack("<I", fmt[8:12])[0]
+                    fh.seek(n - len(fmt) + (n & 1), 1)
+                elif cid == b"data":
+                    present = size - fh.tell()
+                    if byte_rate <= 0 or n in (0, 0xFFFFFFFF) or present >= n:
+                        return None  # complete (or a streamed header of unknown length)
+                    return n / byte_rate, max(present, 0) / byte_rate
+                else:
+                    fh.seek(n + (n & 1), 1)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
 def frame_count(duration_s: float, fps: float) -> int:
     """Number of video frames needed to cover ``duration_s`` seconds of audio at ``fps``.
 

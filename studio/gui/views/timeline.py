@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QToolButton, QVB
 
 from studio.app.analysis import PhoneSegment, WaveformPyramid
 from studio.media.kinds import is_audio, is_video
-from studio.gui.views.common import ACCENT, FileDropTarget, format_time
+from studio.gui.views.common import ACCENT, FileDropTarget, MessageLabel, format_time
 
 #: Rhubarb viseme classes -> lane colours.
 VISEME_COLORS = {
@@ -158,9 +158,21 @@ class TimelineView(QWidget):
         self.plots.setToolTip("Click or drag to seek · wheel or right-drag to zoom · middle- or Shift-drag to pan · "
                               "drag the range edges to trim · drop an audio or video file to replace the speech")
         bar.addWidget(self.fit_btn)
+        # a problem with the speech (failed load, truncated file) stays here until dismissed or replaced
+        self.message = MessageLabel()
+        self.dismiss = QToolButton()
+        self.dismiss.setText("✕")
+        self.dismiss.setToolTip("Dismiss this message")
+        self.dismiss.setAutoRaise(True)
+        self.dismiss.hide()
+        self.dismiss.clicked.connect(self.clear_message)
+        msg_row = QHBoxLayout()
+        msg_row.addWidget(self.message, 1)
+        msg_row.addWidget(self.dismiss, 0, Qt.AlignmentFlag.AlignTop)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(bar)
+        lay.addLayout(msg_row)
         lay.addWidget(self.plots, 1)
 
         self.drop = FileDropTarget(self.plots.viewport(), lambda p: is_audio(p) or is_video(p), self.audio_dropped.emit)
@@ -237,6 +249,15 @@ class TimelineView(QWidget):
         self.cached_spans = spans
         x = np.asarray(spans, dtype=float).ravel()
         self.cache_strip.setData(x, np.full(x.shape, -0.97))
+
+    def show_message(self, text: str, hint: str = "", *, kind: str = "error") -> None:
+        """Show a problem with the speech above the waveform until :meth:`clear_message` (or ✕)."""
+        self.message.show_message(text, hint, kind=kind)
+        self.dismiss.setVisible(bool(text))
+
+    def clear_message(self) -> None:
+        self.message.clear_message()
+        self.dismiss.hide()
 
     def set_playing(self, playing: bool) -> None:
         self.play.setText("❚❚ Pause" if playing else "▶ Play")
