@@ -505,6 +505,8 @@ class MainWindow(QMainWindow):
         self.controller.renderer.set_playing(playing)
         if playing and not self.transport.has_sound:
             self.show_status("Playing without sound (no audio output device)")
+        elif not playing and self.status_label.text().startswith("Playing without sound"):
+            self.show_status("Stopped")
 
     def _on_busy(self, busy: bool) -> None:
         self.status_progress.setVisible(busy)

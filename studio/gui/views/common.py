@@ -100,6 +100,11 @@ class MessageLabel(QLabel):
         return str(self.property("plain_text") or "")
 
 
+def escape_html(text: str) -> str:
+    """``text`` safe inside a rich-text label (&, < and > escaped)."""
+    return _escape(text)
+
+
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 

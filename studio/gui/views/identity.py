@@ -22,7 +22,7 @@ from studio.engine.settings import ENGINE_NAMES
 from studio.media.kinds import IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_filter, is_image, is_video
 from studio.gui import commands
 from studio.gui.commands import DocumentModel
-from studio.gui.views.common import ACCENT, FileDropTarget, MessageLabel
+from studio.gui.views.common import ACCENT, FileDropTarget, MessageLabel, escape_html
 from studio.gui.workers import JobWorker, rgb_to_qimage
 
 #: the engine combo's first labels (the neural one changes once its models are checked)
@@ -272,7 +272,11 @@ class IdentityPanel(QWidget):
             self.file_label.setText("No identity")
             self.crop.clear()
             return
-        self.file_label.setText(f"<b>{state.identity.name}</b>")
+        # a long file name wraps at its _ . - (a zero-width space after each) instead of being cut off
+        name = state.identity.name
+        breakable = "".join(c + "\u200b" if c in "_.-" else c for c in escape_html(name))
+        self.file_label.setText(f"<b>{breakable}</b>")
+        self.file_label.setToolTip(str(state.identity))
         self.status.setText("Finding the face…")
         source, index = state.identity, state.settings.face_index
         worker = JobWorker(lambda cancel: inspect_identity(source, face_index=index, cancel=cancel),

@@ -103,7 +103,10 @@ class TimelineView(QWidget):
         self.wave.getAxis("left").setTicks([[(0, "0")]])
         self.wave.getAxis("left").setLabel("speech")
         self.lane.setYRange(0, 1, padding=0)
-        self.lane.getAxis("left").setTicks([[(0.5, "phones")]])
+        self.lane.getAxis("left").setTicks([[]])
+        self.lane.getAxis("left").setLabel("phones")  # as "speech" above it: a rotated axis title that fits
+        for plot in (self.wave, self.lane):  # one width, so the two lanes' time axes line up
+            plot.getAxis("left").setWidth(44)
         self.lane.hideAxis("bottom")
         self.lane.setMaximumHeight(56)
 
