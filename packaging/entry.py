@@ -26,4 +26,7 @@ def run() -> int:
 
 
 if __name__ == "__main__":
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # the studio's decoder process (spawn) re-enters this executable
     sys.exit(run())

@@ -422,3 +422,25 @@ def test_viseme_table() -> None:
     assert VISEME_TARGETS["A"][3] == 1.0 and VISEME_TARGETS["A"][1] == 0.0
     assert VISEME_TARGETS["G"][4] == 1.0 and VISEME_TARGETS["F"][2] < -0.5
     assert VISEME_TARGETS["D"][0] > VISEME_TARGETS["C"][0] > VISEME_TARGETS["B"][0]
+
+
+def test_the_phone_decoder_gives_the_same_phones_in_another_process():
+    """The studio decodes in a separate process (pocketsphinx holds the GIL for a whole chunk, which froze its
+    window for up to ~0.8 s); the phones must be the ones decoded in-thread, and a process that is gone must
+    fall back to decoding in the calling thread."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    x, sr = _load("audio/english_short_16k_mono.wav", 0.0, 3.0)
+    assert sr == 16000
+    pcm = np.clip(np.rint(x * 32767), -32768, 32767).astype(np.int16)
+    here = phonemes.decode_phones(pcm)
+    executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    phonemes.run_decoder_in(executor)
+    try:
+        assert phonemes.decode_phones(pcm) == here and len(here) > 5
+        executor.shutdown()
+        assert phonemes.decode_phones(pcm) == here  # the executor is gone: decoded here instead
+    finally:
+        phonemes.run_decoder_in(None)
+        executor.shutdown(cancel_futures=True)

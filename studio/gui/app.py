@@ -51,6 +51,21 @@ def make_app(argv: Sequence[str] = ()) -> QApplication:
     return app
 
 
+def start_decoder_process():
+    """A process for the speech analysis's phone decoder, so that it never holds this process's GIL (and the
+    window) for a chunk's whole decoding: see :func:`studio.engine.audio.phonemes.run_decoder_in`. "spawn",
+    not "fork": forking a process with Qt and worker threads is unsafe. Returns the executor (shut it down at
+    exit); it starts its process on first use."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from studio.engine.audio import phonemes
+
+    executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    phonemes.run_decoder_in(executor)
+    return executor
+
+
 def run(project: Path | None = None) -> int:
     """Open the studio (optionally with a project) and run the event loop; returns the exit status."""
     app = make_app()
@@ -60,6 +75,8 @@ def run(project: Path | None = None) -> int:
     # the window first; torch (through the model store) loads in a worker while it is already usable
     window = MainWindow(check_models=False)
     window.show()
+    decoder_process = start_decoder_process()
+    app.aboutToQuit.connect(lambda: decoder_process.shutdown(wait=False, cancel_futures=True))
     freeze_heap()
     checker = window.identity.refresh_models_in_background()
     checker.finished.connect(freeze_heap)  # exempt torch's objects from the full collections as well

@@ -283,10 +283,36 @@ def decode_phones(
     return _tidy(_decode_chunks(pcm, chunks, cancel), 0.0, len(pcm) / SAMPLE_RATE)
 
 
+#: where the phone decoder runs (None: in the calling thread); see :func:`run_decoder_in`
+_EXECUTOR = None
+
+
+def run_decoder_in(executor) -> None:
+    """Run the phone decoder's chunks in ``executor`` (a ``concurrent.futures.ProcessPoolExecutor``), or in the
+    calling thread (None, the default).
+
+    pocketsphinx holds the GIL for a whole chunk (up to ~0.8 s for 3 s of speech), so in the studio's process a
+    worker thread's decoding froze the window for that long; in another process it cannot. The results are the
+    same (same model, same settings, same chunks). The command line keeps the default: there is no UI to keep
+    responsive and a process would only add its start-up time. If the executor breaks (its process was
+    killed), decoding falls back to the calling thread.
+    """
+    global _EXECUTOR
+    _EXECUTOR = executor
+
+
+def _decode_piece(piece: np.ndarray, origin_s: float) -> list[Segment]:
+    """One chunk, with this process's decoder (the executor's entry point: module level, picklable)."""
+    return _decode_chunk(_allphone_decoder(), piece, origin_s)
+
+
 def _decode_chunks(
     pcm: np.ndarray, chunks: Sequence[tuple[int, int]], cancel: CancelToken | None
 ) -> list[Segment]:
-    decoder = _allphone_decoder()
+    from concurrent.futures import TimeoutError as FutureTimeout
+    from concurrent.futures.process import BrokenProcessPool
+
+    decoder = None
     segs: list[Segment] = []
     for a, b in chunks:
         if cancel is not None:
@@ -295,6 +321,24 @@ def _decode_chunks(
         if len(piece) < 4 * _FRAME_SAMPLES:
             continue
         try:
+            executor = _EXECUTOR
+            if executor is not None:
+                try:
+                    future = executor.submit(_decode_piece, np.ascontiguousarray(piece), a * FRAME_S)
+                    while True:  # wait, polling the cancel token (a chunk takes up to ~1 s)
+                        try:
+                            segs.extend(future.result(timeout=0.1))
+                            break
+                        except FutureTimeout:
+                            if cancel is not None and cancel.cancelled:
+                                future.cancel()
+                                cancel.raise_if_cancelled()
+                    continue
+                except (BrokenProcessPool, RuntimeError) as exc:
+                    if not isinstance(exc, BrokenProcessPool) and "shutdown" not in str(exc):
+                        raise  # the decoder's own refusal: handled below
+                    # the decoding process is gone (killed, or the studio is closing): decode here instead
+            decoder = decoder or _allphone_decoder()
             segs.extend(_decode_chunk(decoder, piece, a * FRAME_S))
         except RuntimeError:  # decoder refused this chunk; leave it as silence
             continue
