@@ -494,6 +494,34 @@ def test_a_failed_or_cut_short_speech_is_said_and_stays_said(window, dirs, qtbot
     assert window.timeline.duration == pytest.approx(2.0, abs=0.05)
 
 
+def test_keyframe_values_are_clamped_to_what_a_face_can_do(window):
+    """Before: a jaw keyframe of 1.46 was accepted and gave an unnatural mouth."""
+    window.set_keyframe("jaw", 1.0, 1.46)
+    window.set_keyframe("yaw", 1.5, -80.0)
+    keys = window.model.state.keyframes
+    assert keys["jaw"] == ((1.0, 1.0),) and keys["yaw"] == ((1.5, -30.0),)
+    wait_until(lambda: not window.controller.preparing and window.controller.controls is not None
+               and float(window.controller.controls.channel("jaw")[25]) == pytest.approx(1.0, abs=1e-6))
+    window.model.undo_stack.undo()
+    window.model.undo_stack.undo()
+    assert window.model.state.keyframes == {}
+
+
+def test_mouth_offset_in_the_panel_shifts_the_mouth_by_whole_frames(window):
+    controls = window.controller.controls
+    before = controls.channel("open").copy()
+    spin = window.sources.mouth_offset
+    spin.setValue(200.0)  # 200 ms at 25 fps: 5 frames later
+    assert window.model.state.settings.mouth_offset_ms == 200.0
+    wait_until(lambda: window.controller.controls is not controls and not window.controller.preparing)
+    after = window.controller.controls.channel("open")
+    lags = range(-8, 9)
+    err = [float(np.mean(np.abs(after[8 + lag: len(after) - 8 + lag] - before[8: len(before) - 8]))) for lag in lags]
+    assert list(lags)[int(np.argmin(err))] == 5 and min(err) < 0.02
+    window.model.undo_stack.undo()
+    assert spin.value() == 0.0
+
+
 def test_no_face_photo_shows_inline_error(qapp, dirs, qtbot):
     from PIL import Image
 

@@ -30,6 +30,7 @@ from studio.app.project_schema import validate_project
 from studio.core.errors import InputError, StudioError
 from studio.core.fileio import atomic_write_text, read_text_bounded
 from studio.core.paths import data_dir
+from studio.core.tracks import clamp_channel
 from studio.engine.settings import FLAT_NAMES, RenderSettings, absolute_path, relative_path
 
 SCHEMA_VERSION = 2
@@ -145,9 +146,14 @@ class ProjectState:
 
 def with_keyframe(keyframes: Keyframes, channel: str, time_s: float, value: float, *,
                   snap_s: float = 1e-3) -> dict[str, tuple[tuple[float, float], ...]]:
-    """A copy of ``keyframes`` with (time_s, value) set on ``channel`` (replacing one within ``snap_s``)."""
+    """A copy of ``keyframes`` with (time_s, value) set on ``channel`` (replacing one within ``snap_s``), the value
+    limited to the channel's valid range (:data:`~studio.core.tracks.CHANNEL_RANGES`).
+
+    Raises:
+        KeyError: an unknown channel.
+    """
     keys = [kv for kv in keyframes.get(channel, ()) if abs(kv[0] - time_s) > snap_s]
-    keys.append((round(float(time_s), 4), float(value)))
+    keys.append((round(float(time_s), 4), clamp_channel(channel, value)))
     out = dict(keyframes)
     out[channel] = tuple(sorted(keys))
     return out

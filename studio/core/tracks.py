@@ -15,6 +15,24 @@ import numpy as np
 CHANNELS = ("jaw", "open", "spread", "press", "teeth", "close", "blink_l", "blink_r",
             "yaw", "pitch", "roll", "tx", "ty", "scale", "smile", "brow", "brow_inner", "eyes")
 
+#: The valid range of each channel (its units above) for a keyframe: what a face can do. Head rotation
+#: within +-30 degrees of yaw and +-20 of pitch and roll (beyond, a single photo cannot show the face), a
+#: translation or scale change of at most 20 % of the face.
+CHANNEL_RANGES: dict[str, tuple[float, float]] = {
+    "jaw": (0.0, 1.0), "open": (0.0, 1.0), "spread": (-1.0, 1.0), "press": (0.0, 1.0), "teeth": (0.0, 1.0),
+    "close": (0.0, 1.0), "blink_l": (0.0, 1.0), "blink_r": (0.0, 1.0),
+    "yaw": (-30.0, 30.0), "pitch": (-20.0, 20.0), "roll": (-20.0, 20.0),
+    "tx": (-0.2, 0.2), "ty": (-0.2, 0.2), "scale": (-0.2, 0.2),
+    "smile": (-1.0, 1.0), "brow": (-1.0, 1.0), "brow_inner": (-1.0, 1.0), "eyes": (-1.0, 1.0),
+}
+
+
+def clamp_channel(name: str, value: float) -> float:
+    """``value`` limited to :data:`CHANNEL_RANGES` of channel ``name`` (a keyframe cannot ask a face for the
+    impossible, e.g. a jaw at 1.46). Raises KeyError for an unknown channel."""
+    lo, hi = CHANNEL_RANGES[name]
+    return float(min(max(float(value), lo), hi))
+
 
 @dataclass(frozen=True)
 class ControlTrack:
@@ -75,7 +93,8 @@ def apply_keyframes(track: ControlTrack, keyframes: dict[str, list[tuple[int, fl
 
     Args:
         track: the computed control track.
-        keyframes: channel name -> list of (frame index, value) in the channel's units.
+        keyframes: channel name -> list of (frame index, value) in the channel's units (limited to
+            :data:`CHANNEL_RANGES`).
         radius_s: half-width of the blend in seconds.
 
     Returns:
@@ -93,7 +112,7 @@ def apply_keyframes(track: ControlTrack, keyframes: dict[str, list[tuple[int, fl
             raise ValueError(f"unknown channel {name!r}; channels are {', '.join(track.channels)}")
         if not keys:
             continue
-        keys = sorted((int(f), float(v)) for f, v in keys)
+        keys = sorted((int(f), clamp_channel(name, v) if name in CHANNEL_RANGES else float(v)) for f, v in keys)
         for f, _ in keys:
             if not 0 <= f < n:
                 raise ValueError(f"keyframe at frame {f} is outside 0..{n - 1}")

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
 from studio.media.kinds import IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_filter, is_image, is_video
 from studio.app.jobs import source_thumbnail
 from studio.app.project import ProjectState
-from studio.engine.settings import MAX_FPS, MIN_FPS
+from studio.engine.settings import MAX_FPS, MAX_MOUTH_INTENSITY, MAX_MOUTH_OFFSET_MS, MIN_FPS
 from studio.engine.sources.settings import BLINK_MODES, EMOTIONS, MAX_POSE_INTENSITY, POSE_PRESETS
 from studio.gui import commands
 from studio.gui.commands import DocumentModel, SetFields
@@ -231,6 +231,23 @@ class SourcesPanel(QWidget):
         self.seed.setKeyboardTracking(False)
         self.seed.setToolTip("Seed of the natural blinks and idle head motion")
         self.seed.valueChanged.connect(lambda v: self._set("seed", int(v), "Seed"))
+        self.mouth_offset = QDoubleSpinBox()
+        self.mouth_offset.setRange(-MAX_MOUTH_OFFSET_MS, MAX_MOUTH_OFFSET_MS)
+        self.mouth_offset.setDecimals(0)
+        self.mouth_offset.setSingleStep(10)
+        self.mouth_offset.setSuffix(" ms")
+        self.mouth_offset.setKeyboardTracking(False)
+        self.mouth_offset.setToolTip("Shift the mouth against the sound: positive = the mouth moves later")
+        self.mouth_offset.valueChanged.connect(lambda v: self._set("mouth_offset_ms", float(v), "Mouth offset"))
+        self.mouth_intensity = QDoubleSpinBox()
+        self.mouth_intensity.setRange(0.0, MAX_MOUTH_INTENSITY)
+        self.mouth_intensity.setDecimals(2)
+        self.mouth_intensity.setSingleStep(0.05)
+        self.mouth_intensity.setKeyboardTracking(False)
+        self.mouth_intensity.setToolTip("How far the mouth opens, spreads and rounds (1 = as analysed); lip "
+                                        "contacts and pauses still close fully")
+        self.mouth_intensity.valueChanged.connect(
+            lambda v: self._set("mouth_intensity", float(v), "Mouth intensity"))
         self.transcript = QLineEdit()
         self.transcript.setPlaceholderText("optional: what is said (English) for exact lip timing")
         self.transcript.editingFinished.connect(
@@ -241,6 +258,8 @@ class SourcesPanel(QWidget):
         form.addRow("Blinks", self.blink)
         form.addRow("Frame rate", self.fps)
         form.addRow("Seed", self.seed)
+        form.addRow("Mouth offset", self.mouth_offset)
+        form.addRow("Mouth intensity", self.mouth_intensity)
         form.addRow("Transcript", self.transcript)
         lay = QVBoxLayout(self)
         lay.addWidget(self.pose)
@@ -259,6 +278,8 @@ class SourcesPanel(QWidget):
         for widget, setter in ((self.blink, lambda: self.blink.setCurrentIndex(self.blink.findData(s.sources.blink))),
                                (self.fps, lambda: self.fps.setValue(s.fps)),
                                (self.seed, lambda: self.seed.setValue(s.sources.seed)),
+                               (self.mouth_offset, lambda: self.mouth_offset.setValue(s.mouth_offset_ms)),
+                               (self.mouth_intensity, lambda: self.mouth_intensity.setValue(s.mouth_intensity)),
                                (self.transcript, lambda: self.transcript.setText(s.transcript or ""))):
             widget.blockSignals(True)
             setter()
