@@ -598,8 +598,20 @@ def test_models_dialog_lists_the_store(qapp, dirs):
         assert dialog.table.rowCount() == len(models) >= 8
         names = {dialog.table.item(r, 0).text() for r in range(dialog.table.rowCount())}
         assert "stylegan2-ffhq-config-f" in names
-        states = {dialog.table.item(r, 3).text() for r in range(dialog.table.rowCount())}
+        states = {dialog.table.item(r, 1).text() for r in range(dialog.table.rowCount())}
         assert states == {m.state for m in models}  # nothing installed in the test's data dir
+        dialog.show()
+        QApplication.processEvents()
+        state_right = dialog.table.columnViewportPosition(1) + dialog.table.columnWidth(1)
+        assert state_right <= dialog.table.viewport().width()  # the State column is in view, not off to the side
+        assert "href" in dialog.links.text()  # where to download what is missing
+        # Import…: runs off the UI thread and reports what the store said
+        bad = dirs / "not_a_checkpoint.pt"
+        bad.write_bytes(b"definitely not a checkpoint")
+        dialog.import_file(bad)
+        wait_until(lambda: dialog.worker is None)
+        assert dialog.message.isVisible() and "not_a_checkpoint.pt" in dialog.message.plain_text()
+        assert dialog.import_btn.isEnabled()
         dialog.close()
     finally:
         _close(w)

@@ -222,8 +222,9 @@ class IdentityPanel(QWidget):
             self.pti.setEnabled(pti_ok)
         self.pti_note.setText("" if pti_ok else
                               "PTI needs the neural models, which are not installed (Help › Models…).")
-        self.pti.setToolTip(f"PTI is {pti_reason}" if not pti_ok else
-                            "Tune the generator to this face (pivotal tuning inversion)")
+        # rich text: Qt wraps it, where a plain long reason was one screen-wide line
+        self.pti.setToolTip(f"<p>PTI is {escape_html(pti_reason)}</p>" if not pti_ok else
+                            "<p>Tune the generator to this face (pivotal tuning inversion)</p>")
 
     # -- edits -------------------------------------------------------------------------------------
 
