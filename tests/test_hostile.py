@@ -477,3 +477,15 @@ def test_a_cut_short_wav_renders_with_a_warning(tmp_path, capsys):
                  "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "cut.wav is cut short" in err and "2.0 s" in err and "1.0 s" in err
+
+
+def test_a_transcript_that_does_not_match_the_speech_is_said(tmp_path, capsys):
+    """GRID clip 'bin blue at f two now': its own sentence aligns; another sentence gets a warning (the mouth then
+    follows the sound where the words could not be aligned)."""
+    grid = str(sample("video/grid_bbaf2n.mpg"))
+    for transcript, warned in (("bin blue at f two now", False), ("the quick brown fox jumps over the lazy dog", True)):
+        out = tmp_path / f"{warned}.mp4"
+        assert main(["render", "--image", str(PHOTO), "--audio", grid, "--output", str(out), "--quiet",
+                     "--transcript", transcript]) == 0
+        err = capsys.readouterr().err
+        assert ("does not seem to match the speech" in err) == warned, err

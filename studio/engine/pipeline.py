@@ -35,6 +35,9 @@ from studio.media.audio import AudioClip, frame_count, is_silent, load_audio, pe
 from studio.media.kinds import check_output_path
 from studio.media.video import FrameEncoder
 
+#: below this share of the speech aligned to its transcript, the transcript is said not to match it
+TRANSCRIPT_MATCH = 0.6
+
 def _neural_engine_class():
     from studio.engine.neural.engine import NeuralEngine  # torch: imported only when asked for
 
@@ -276,6 +279,10 @@ def prepare(image: Path, audio: Path, settings: RenderSettings, *, cancel: Cance
     fps = float(settings.fps)
     mouth = analyze_speech(clip.samples, clip.sample_rate, fps=fps, n_frames=frame_count(clip.duration, fps),
                            transcript=settings.transcript, cancel=cancel)
+    if mouth.aligned_fraction is not None and mouth.aligned_fraction < TRANSCRIPT_MATCH:
+        yield Notice(f"the transcript does not seem to match the speech: only {mouth.aligned_fraction:.0%} of it "
+                     "could be aligned to the words; the rest of the mouth follows the sound instead. Check the "
+                     "transcript, or leave it out")
     controls = build_controls(mouth, settings, cancel=cancel)
     yield load.event("load", 3, 3, "speech analysed")
     engine = yield from load_engine(settings, monitor=monitor.sub(0.4, 0.8), cancel=cancel)

@@ -266,6 +266,9 @@ class MouthTrack:
         visemes: (T,) dominant Rhubarb shape per frame, one of :data:`VISEMES`.
         phones: ``(phone, start_s, end_s)`` segments (ARPAbet or ``"SIL"``) from alignment or
             phone decoding, contiguous over the audio; empty when phones were not used.
+        aligned_fraction: with a transcript, the share (0..1) of the audio whose chunks the transcript could be
+            aligned to (the rest was phone-decoded: a low share means the transcript does not match the
+            speech); None without a transcript.
     """
 
     fps: float
@@ -278,6 +281,7 @@ class MouthTrack:
     energy: np.ndarray
     visemes: tuple[str, ...]
     phones: tuple[tuple[str, float, float], ...] = field(default=())
+    aligned_fraction: float | None = None
 
     def __post_init__(self) -> None:
         n = len(self.visemes)
@@ -332,7 +336,8 @@ class MouthTrack:
         return MouthTrack(fps=self.fps, jaw=np.clip(jaw, 0, 1), open=np.clip(opn, 0, 1),
                           spread=np.clip(shift(self.spread) * intensity, -1, 1), press=press, teeth=teeth,
                           close=shift(self.close), energy=self.energy, visemes=tuple(vis),
-                          phones=self.phones)  # the phones are the sound's: they keep their times
+                          phones=self.phones,  # the phones are the sound's: they keep their times
+                          aligned_fraction=self.aligned_fraction)
 
     def controls(self) -> np.ndarray:
         """(T, 6) float32 array of jaw, open, spread, press, teeth, close (see :data:`CONTROLS`)."""
@@ -813,6 +818,7 @@ def analyze_speech(
     # ---- phones
     segs: list[tuple[str, float, float]] = []
     decoded = False
+    aligned: float | None = None
     if phones is not None:
         segs = [(_norm_phone(p), float(a), float(b)) for p, a, b in phones if b > a]
         segs.sort(key=lambda s: s[1])
@@ -821,7 +827,7 @@ def analyze_speech(
         n_ps = int(math.ceil(len(pcm) / (_ph.SAMPLE_RATE * _STEP_S)))
         chunks = _ph.plan_chunks(lv.db[:n_ps], lv.mask[:n_ps])
         if transcript is not None and transcript.strip():
-            segs, _ = _ph.align_phones(pcm, transcript, chunks, lv.mask[:n_ps], cancel=cancel)
+            segs, aligned = _ph.align_phones(pcm, transcript, chunks, lv.mask[:n_ps], cancel=cancel)
         else:
             segs = _ph.decode_phones(pcm, chunks, cancel=cancel)
             decoded = True
@@ -954,6 +960,7 @@ def analyze_speech(
         energy=energy,
         visemes=tuple(VISEMES[int(v)] for v in vis),
         phones=tuple((p, round(a, 4), round(b, 4)) for p, a, b in segs),
+        aligned_fraction=None if aligned is None else float(aligned),
     )
 
 
