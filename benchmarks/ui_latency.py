@@ -101,17 +101,21 @@ def main() -> None:
 
     fps = window.controller.controls.fps
     window.seek(0.0)
-    shown0 = window.frames_shown
+    shown: list[int] = []
+    original = window.preview.show_frame
+    window.preview.show_frame = lambda image, k, overlay: (shown.append(k), original(image, k, overlay))
     probe.start()
     window.transport.play()
     t0 = time.perf_counter()
     wait(lambda: time.perf_counter() - t0 >= args.play_seconds)
     window.transport.pause()
     played = probe.stop()
-    due = int(args.play_seconds * fps)
-    played["frames_due"] = due
-    played["frames_shown"] = window.frames_shown - shown0
-    played["dropped_share"] = round(max(0.0, 1.0 - played["frames_shown"] / max(due, 1)), 3)
+    del window.preview.show_frame
+    # the frames the playhead passed; a frame shown late or never counts as dropped
+    last = int(args.play_seconds * fps)
+    played["frames_due"] = last
+    played["frames_shown"] = len({k for k in shown if 0 <= k < last})
+    played["dropped_share"] = round(max(0.0, 1.0 - played["frames_shown"] / max(last, 1)), 3)
     out["playback"] = played
 
     window.set_range((0.0, 4.0))

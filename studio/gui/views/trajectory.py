@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from studio.app.analysis import TRAJECTORY_GROUPS, project_2d
 from studio.core.tracks import ControlTrack
@@ -87,12 +87,16 @@ class ChannelPlot:
             curve = self.plot.plot([], [], pen=pg.mkPen(color, width=1.5), name=name)
             curve.setDownsampling(auto=True, method="peak")
             curve.setClipToView(True)
+            # drawn once into a pixmap: the playhead line moving over it every frame then costs a blit, not a
+            # redraw of every point (which made playback of a 60 s clip drop frames)
+            curve.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
             self.curves[name] = curve
         self.keys = pg.ScatterPlotItem(symbol="d", size=10, pen=pg.mkPen("#ffffff"), brush=pg.mkBrush("#ffd166"))
         self.ghost = pg.ScatterPlotItem(symbol="o", size=11, pen=pg.mkPen("#ffffff", width=2), brush=None)
         self.head = pg.InfiniteLine(0, movable=False, pen=pg.mkPen(PLAYHEAD_COLOR, width=1.5))
-        for item in (self.keys, self.ghost, self.head):
+        for item in (self.keys, self.ghost):
             self.plot.addItem(item)
+        self.plot.addItem(self.head, ignoreBounds=True)  # moving it must not re-range (and repaint) the lane
         self.vb.seek.connect(viewer.seek_requested)
         self.vb.keyframe.connect(viewer._on_keyframe_drag)
 
@@ -156,6 +160,8 @@ class TrajectoryView(QWidget):
         self.current = pg.ScatterPlotItem(size=14, pen=pg.mkPen("#ffffff", width=2), brush=pg.mkBrush(PLAYHEAD_COLOR))
         for item in (self.path, self.dots, self.current):
             self.map.addItem(item)
+        for item in (self.path, self.dots):  # static while playing: cached (see the curves above)
+            item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         # neural engine only: leading PCA coefficients h_t and the per-layer W+ displacement norms
         row = len(self.lanes)
         self.latent_plot = self.plots.addPlot(row=row, col=0, title=None)
@@ -176,7 +182,7 @@ class TrajectoryView(QWidget):
         for plot, head in zip((self.latent_plot, self.norm_plot), self.latent_heads):
             plot.hideButtons()
             plot.setXLink(self.lanes[0].plot)
-            plot.addItem(head)
+            plot.addItem(head, ignoreBounds=True)
             plot.hide()
         self.latents: tuple[np.ndarray, np.ndarray] | None = None
 
