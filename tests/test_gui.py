@@ -404,6 +404,8 @@ def test_export_range_to_mp4_keeps_ui_responsive(window, dirs, qtbot):
     dialog.use_range.setChecked(True)
     dialog.resolution.setCurrentIndex(dialog.resolution.findData("480p"))
     qtbot.wait(50)
+    export_x = dialog.export_btn.mapTo(dialog, dialog.export_btn.rect().topLeft())  # buttons must not move
+    assert dialog.open_btn.isVisible() and not dialog.open_btn.isEnabled()
     with UiProbe("export") as probe:
         qtbot.mouseClick(dialog.export_btn, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: dialog.result is not None and dialog.worker is None, timeout=WAIT_MS)
@@ -412,7 +414,8 @@ def test_export_range_to_mp4_keeps_ui_responsive(window, dirs, qtbot):
     assert info.video_codec == "h264" and info.audio_codec == "aac"
     assert (info.width, info.height) == (480, 480)
     assert info.duration == pytest.approx(1.0, abs=0.1)
-    assert dialog.open_btn.isVisible()
+    assert dialog.open_btn.isVisible() and dialog.open_btn.isEnabled()
+    assert dialog.export_btn.mapTo(dialog, dialog.export_btn.rect().topLeft()) == export_x
     assert window.model.state.export.output == out and window.model.state.export.resolution == "480p"
     probe.check()
     dialog.close()

@@ -124,7 +124,8 @@ class ExportDialog(QDialog):
         self.cancel_btn = self.buttons.addButton("Cancel", QDialogButtonBox.ButtonRole.RejectRole)
         self.open_btn = self.buttons.addButton("Open folder", QDialogButtonBox.ButtonRole.ActionRole)
         self.close_btn = self.buttons.addButton("Close", QDialogButtonBox.ButtonRole.DestructiveRole)
-        self.open_btn.hide()
+        self.open_btn.setEnabled(False)  # shown from the start (disabled), so the buttons never move
+        self.open_btn.setToolTip("Show the exported video in its folder (after an export)")
         self.cancel_btn.setEnabled(False)
         self.export_btn.clicked.connect(self.start_export)
         self.cancel_btn.clicked.connect(self.cancel_export)
@@ -185,7 +186,7 @@ class ExportDialog(QDialog):
         state = self.model.state
         session = self.controller.session
         self.result = None
-        self.open_btn.hide()
+        self.open_btn.setEnabled(False)
         self.progress.setValue(0)
         self.status.setText("Starting…")
         worker = JobWorker(lambda cancel: export_project(session, state, cancel=cancel), name="export", parent=self)
@@ -240,7 +241,7 @@ class ExportDialog(QDialog):
         self.progress.setValue(1000)
         self.status.setText(f"Wrote {done.output.name}: {done.size[0]}×{done.size[1]}, {done.n_frames} frames, "
                             f"{done.duration_s:.2f} s in {time.perf_counter() - self._t0:.1f} s")
-        self.open_btn.show()
+        self.open_btn.setEnabled(True)
         self.exported.emit(done.output)
 
     def _on_worker_finished(self) -> None:
