@@ -512,7 +512,7 @@ def test_keyframe_values_are_clamped_to_what_a_face_can_do(window):
     window.set_keyframe("jaw", 1.0, 1.46)
     window.set_keyframe("yaw", 1.5, -80.0)
     keys = window.model.state.keyframes
-    assert keys["jaw"] == ((1.0, 1.0),) and keys["yaw"] == ((1.5, -30.0),)
+    assert keys["jaw"] == ((1.0, 1.0),) and keys["yaw"] == ((1.5, -45.0),)
     wait_until(lambda: not window.controller.preparing and window.controller.controls is not None
                and float(window.controller.controls.channel("jaw")[25]) == pytest.approx(1.0, abs=1e-6))
     window.model.undo_stack.undo()

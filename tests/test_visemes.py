@@ -444,3 +444,17 @@ def test_the_phone_decoder_gives_the_same_phones_in_another_process():
     finally:
         phonemes.run_decoder_in(None)
         executor.shutdown(cancel_futures=True)
+
+
+def test_silence_around_the_speech_does_not_count_against_its_transcript():
+    """The aligned share is of the speech: a correct transcript over a clip with long quiet stretches (a
+    recording left running) is not reported as mismatched."""
+    from studio.media.audio import load_audio
+
+    clip = load_audio(SAMPLES / "video" / "grid_bbaf2n.mpg", sample_rate=16000)
+    quiet = (np.random.default_rng(0).standard_normal(16000 * 12) * 1e-4).astype(np.float32)
+    x = np.concatenate([np.tile(clip.samples, 4), quiet])
+    track = analyze_speech(x, 16000, fps=25, transcript="bin blue at f two now " * 4)
+    assert track.aligned_fraction is not None and track.aligned_fraction >= 0.9, track.aligned_fraction
+    wrong = analyze_speech(x, 16000, fps=25, transcript="the quick brown fox jumps over the lazy dog")
+    assert wrong.aligned_fraction < 0.6

@@ -15,14 +15,15 @@ import numpy as np
 CHANNELS = ("jaw", "open", "spread", "press", "teeth", "close", "blink_l", "blink_r",
             "yaw", "pitch", "roll", "tx", "ty", "scale", "smile", "brow", "brow_inner", "eyes")
 
-#: The valid range of each channel (its units above) for a keyframe: what a face can do. Head rotation
-#: within +-30 degrees of yaw and +-20 of pitch and roll (beyond, a single photo cannot show the face), a
-#: translation or scale change of at most 20 % of the face.
+#: The valid range of each channel (its units above) for a keyframe: what a face can do. The mouth within what
+#: the lite rig renders naturally (jaw and opening 0..1); head rotation within +-45 degrees of yaw and +-30 of
+#: pitch and roll, translation and scale within 30 % of the face (a pose video at intensity 3 reaches that
+#: far; a keyframe on its curve must not be cut short).
 CHANNEL_RANGES: dict[str, tuple[float, float]] = {
     "jaw": (0.0, 1.0), "open": (0.0, 1.0), "spread": (-1.0, 1.0), "press": (0.0, 1.0), "teeth": (0.0, 1.0),
     "close": (0.0, 1.0), "blink_l": (0.0, 1.0), "blink_r": (0.0, 1.0),
-    "yaw": (-30.0, 30.0), "pitch": (-20.0, 20.0), "roll": (-20.0, 20.0),
-    "tx": (-0.2, 0.2), "ty": (-0.2, 0.2), "scale": (-0.2, 0.2),
+    "yaw": (-45.0, 45.0), "pitch": (-30.0, 30.0), "roll": (-30.0, 30.0),
+    "tx": (-0.3, 0.3), "ty": (-0.3, 0.3), "scale": (-0.3, 0.3),
     "smile": (-1.0, 1.0), "brow": (-1.0, 1.0), "brow_inner": (-1.0, 1.0), "eyes": (-1.0, 1.0),
 }
 

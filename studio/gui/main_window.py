@@ -372,6 +372,7 @@ class MainWindow(QMainWindow):
         if path is None:
             self._wave_worker = None
             self.timeline.set_waveform(None)
+            self.timeline.clear_message()
             self.transport.set_media(None, 0.0)
             return
         worker = JobWorker(_load_waveform(path), name="waveform", parent=self)
@@ -659,7 +660,9 @@ class MainWindow(QMainWindow):
         return self.batch_dialog
 
     def show_models(self) -> None:
-        ModelsDialog(self).open()
+        dialog = ModelsDialog(self)
+        dialog.imported.connect(self.identity.refresh_models_in_background)  # the engine choice, the PTI button
+        dialog.open()
 
     def show_about(self) -> None:
         QMessageBox.about(self, f"About {APP_TITLE}",

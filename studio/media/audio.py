@@ -244,8 +244,10 @@ def wav_truncation(path: str | os.PathLike[str]) -> tuple[float, float] | None:
                     fh.seek(n - len(fmt) + (n & 1), 1)
                 elif cid == b"data":
                     present = size - fh.tell()
-                    if byte_rate <= 0 or n in (0, 0xFFFFFFFF) or present >= n:
-                        return None  # complete (or a streamed header of unknown length)
+                    # 0 and sizes near 2**31 or 2**32 are the placeholders of a stream whose length was unknown
+                    # (arecord to stdout, ffmpeg to a pipe); a gap under 10 ms is padding, not lost speech
+                    if byte_rate <= 0 or n == 0 or n >= 0x7FFF0000 or n - present < 0.01 * byte_rate:
+                        return None
                     return n / byte_rate, max(present, 0) / byte_rate
                 else:
                     fh.seek(n + (n & 1), 1)

@@ -25,6 +25,7 @@ alignment (word pass + phone pass) ~20x real time.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -44,6 +45,7 @@ SAMPLE_RATE = 16000
 FRAME_S = 0.01
 """PocketSphinx analysis hop (100 frames/s)."""
 
+log = logging.getLogger(__name__)
 _FRAME_SAMPLES = 160
 # PocketSphinx frame j analyses samples [160 j, 160 j + 410) (25.6 ms window), so its centre lies
 # 12.8 ms after its nominal start j * 10 ms; the boundary between frames j-1 and j is best placed
@@ -301,6 +303,14 @@ def run_decoder_in(executor) -> None:
     _EXECUTOR = executor
 
 
+def _warn_executor_gone(exc: BaseException) -> None:
+    global _EXECUTOR
+    if _EXECUTOR is not None:
+        log.warning("phone decoding process unavailable (%s: %s); decoding in this process from now on",
+                    type(exc).__name__, exc)
+    _EXECUTOR = None
+
+
 def _decode_piece(piece: np.ndarray, origin_s: float) -> list[Segment]:
     """One chunk, with this process's decoder (the executor's entry point: module level, picklable)."""
     return _decode_chunk(_allphone_decoder(), piece, origin_s)
@@ -334,10 +344,13 @@ def _decode_chunks(
                                 future.cancel()
                                 cancel.raise_if_cancelled()
                     continue
-                except (BrokenProcessPool, RuntimeError) as exc:
-                    if not isinstance(exc, BrokenProcessPool) and "shutdown" not in str(exc):
+                except (BrokenProcessPool, RuntimeError, OSError) as exc:
+                    if isinstance(exc, RuntimeError) and not isinstance(exc, BrokenProcessPool) \
+                            and "shutdown" not in str(exc) and "thread" not in str(exc):
                         raise  # the decoder's own refusal: handled below
-                    # the decoding process is gone (killed, or the studio is closing): decode here instead
+                    # the decoding process is gone (killed, or the studio is closing) or cannot start: decode
+                    # here instead, and say so once (the window may pause while decoding)
+                    _warn_executor_gone(exc)
             decoder = decoder or _allphone_decoder()
             segs.extend(_decode_chunk(decoder, piece, a * FRAME_S))
         except RuntimeError:  # decoder refused this chunk; leave it as silence
@@ -607,8 +620,8 @@ def align_phones(
 
     Returns:
         ``(segments, aligned_fraction)``: contiguous ``(phone, start_s, end_s)`` segments covering
-        ``[0, N / 16000]``, and the fraction (0..1) of the audio duration covered by chunks that
-        were aligned (the rest was phone-decoded).
+        ``[0, N / 16000]``, and the fraction (0..1) of the speech (the ``speech`` steps) in chunks that
+        were aligned (the rest was phone-decoded); 1.0 when there is no speech.
 
     Raises:
         Cancelled: if ``cancel`` fires. ModelError: if the model files are missing.
@@ -666,8 +679,10 @@ def align_phones(
             continue
         chunk_segs, used = result
         segs.extend(chunk_segs)
-        aligned_steps += b - a
+        aligned_steps += int(speech[a:b].sum())
         pos += used if len(chunks) > 1 else len(words)
     if fallback:
         segs.extend(_decode_chunks(pcm, fallback, cancel))
-    return _tidy(segs, 0.0, total), min(1.0, aligned_steps / max(n_steps, 1))
+    total_speech = int(speech[:n_steps].sum())
+    # of the speech (silent stretches, at the ends or between, do not count against the transcript)
+    return _tidy(segs, 0.0, total), min(1.0, aligned_steps / total_speech) if total_speech else 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHeaderView, QLabel, QPushButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
@@ -17,7 +18,13 @@ COLUMNS = ("Model", "State", "Used for", "File")
 
 class ModelsDialog(QDialog):
     """A table of the model store's checkpoints (name, state, purpose, file), their download links, and
-    *Import…*: check a downloaded checkpoint and store it (``talkstudio models import``), off the UI thread."""
+    *Import…*: check a downloaded checkpoint and store it (``talkstudio models import``), off the UI thread.
+
+    Signals:
+        imported(): a checkpoint was added to the store (what the engine choice offers may have changed).
+    """
+
+    imported = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -90,14 +97,25 @@ class ModelsDialog(QDialog):
         self.message.show_message(f"Importing {path.name}…", kind="info")
         self.import_btn.setEnabled(False)
         worker = JobWorker(lambda cancel: store.import_model(path), name="model-import", parent=self)
-        worker.finished_ok.connect(lambda st: self.message.show_message(
-            f"Imported {path.name} as {st.name}", st.detail, kind="info"))
+        worker.finished_ok.connect(lambda st: (self.message.show_message(
+            f"Imported {path.name} as {st.name}", st.detail, kind="info"), self.imported.emit()))
         worker.failed.connect(lambda m, h: self.message.show_message(m, h))
         worker.finished.connect(self._import_finished)
         self.worker = worker
         worker.start()
 
     def _import_finished(self) -> None:
+        if self.worker is not None:
+            self.worker.deleteLater()
         self.worker = None
         self.import_btn.setEnabled(True)
         self.refresh()
+
+    def done(self, result: int) -> None:  # noqa: D401 - Qt API (close, Esc and the Close button end here)
+        """An import in progress is finished first (it writes the store atomically; stopping the thread
+        mid-way would abort the studio)."""
+        if self.worker is not None:
+            self.message.show_message("Finishing the import…", kind="info")
+            self.worker.wait()
+            self._import_finished()
+        super().done(result)

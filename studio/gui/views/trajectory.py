@@ -89,7 +89,7 @@ class ChannelPlot:
             curve.setClipToView(True)
             # drawn once into a pixmap: the playhead line moving over it every frame then costs a blit, not a
             # redraw of every point (which made playback of a 60 s clip drop frames)
-            curve.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+            curve.curve.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)  # the item that draws
             self.curves[name] = curve
         self.keys = pg.ScatterPlotItem(symbol="d", size=10, pen=pg.mkPen("#ffffff"), brush=pg.mkBrush("#ffd166"))
         self.ghost = pg.ScatterPlotItem(symbol="o", size=11, pen=pg.mkPen("#ffffff", width=2), brush=None)
