@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	mkdir -p out
 	$(VENV)/bin/talkstudio render --image resources/obama_official.jpg \
-		--audio resources/grid_bbaf2n.wav --output out/demo.mp4
+		--audio resources/grid_bbaf2n.wav --output out/demo.mp4 --overwrite
 	@echo "wrote out/demo.mp4"
 
 # pytest exits 5 when it collects no test: not a failure of the build itself

@@ -60,7 +60,7 @@ sleep 1  # file times have one-second resolution on some file systems
 # -- 2. render the demo ---------------------------------------------------------------------------------
 t0=$(date +%s.%N)
 if "$EXE" render --image resources/obama_official.jpg --audio resources/grid_bbaf2n.wav \
-        --output "$OUT/demo.mp4" --quiet > "$OUT/render.log" 2>&1; then
+        --output "$OUT/demo.mp4" --overwrite --quiet > "$OUT/render.log" 2>&1; then
     pass "render: $(tail -1 "$OUT/render.log") [wall $(elapsed "$t0" "$(date +%s.%N)") s]"
 else
     fail "render exited with $? (log: $OUT/render.log)"
