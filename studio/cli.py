@@ -484,23 +484,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    """Run the parsed command; returns its exit status."""
-    if args.command == "render":
-        return _cmd_render(args)
-    if args.command == "eval":
-        return _cmd_eval(args)
-    if args.command == "batch":
-        return _cmd_batch(args)
-    if args.command == "models":
-        return _cmd_models(args)
-    if args.command == "invert":
-        return _cmd_invert(args)
-    if args.command == "tune":
-        return _cmd_tune(args)
-    if args.command == "train":
-        return _cmd_train(args)
-    return 2
-
+    """Run the parsed command (any but ``gui``); returns its exit status."""
+    commands = {"render": _cmd_render, "eval": _cmd_eval, "batch": _cmd_batch, "models": _cmd_models,
+                "invert": _cmd_invert, "tune": _cmd_tune, "train": _cmd_train}
+    command = commands.get(args.command)
+    return 2 if command is None else command(args)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
