@@ -97,6 +97,9 @@ def _add_render_settings(p: argparse.ArgumentParser, *, photos_only: str = "") -
                    help="x264 quality 0-51, lower is better (default: 18)")
     p.add_argument("--preset", default=d.encode.preset, choices=X264_PRESETS,
                    help=f"x264 speed preset (default: {d.encode.preset})")
+    p.add_argument("--content-credentials", choices=["on", "off"], default="on",
+                   help="sign a C2PA manifest (Content Credentials) into the video (default: on; the invisible "
+                        "watermark is always embedded)")
 
 
 MAX_TRANSCRIPT_BYTES = 1 << 20  # 1 MiB of text is hours of speech
@@ -130,7 +133,7 @@ def _settings_from_args(args: argparse.Namespace):
                   emotion=emotion, emotion_source=absolute(args.emotion_source), blink=args.blink, crf=args.crf,
                   preset=args.preset, person=absolute(args.person), encoder=args.encoder,
                   projection_steps=args.projection_steps, mouth=args.mouth, mouth_offset_ms=args.mouth_offset_ms,
-                  mouth_intensity=args.mouth_intensity)
+                  mouth_intensity=args.mouth_intensity, content_credentials=args.content_credentials == "on")
     if level is not None:
         values["emotion_intensity"] = level
     settings = RenderSettings().with_values(**values)
@@ -174,6 +177,28 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gui", help="open the studio (desktop editor)",
                        description="Open Talking Head Studio's desktop editor, optionally with a project.")
     g.add_argument("project", nargs="?", type=Path, metavar="PROJECT.talkproj", help="project to open")
+
+    v = sub.add_parser("verify", help="check videos for the studio's provenance marks (C2PA + watermark)",
+                       description="Per file: whether Content Credentials are present and valid (and who signed "
+                                   "them), and whether the invisible watermark is in the frames (it survives "
+                                   "re-encoding, scaling, cropping and excerpts). Exit status: 0 every file is "
+                                   "marked as synthetic, 1 a file carries no mark, 2 a file could not be examined.")
+    v.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    v.add_argument("--seconds", type=_number(float, "seconds", "20"), default=20.0,
+                   help="how much of each video to search for the watermark (default: 20 s)")
+    v.add_argument("--json", action="store_true", help="print one JSON object per file instead of text")
+
+    k = sub.add_parser("keys", help="the key that signs Content Credentials (C2PA) into every export",
+                       description="Every export is signed with a C2PA manifest. Without a key of your own, the "
+                                   "studio makes a local self-signed one on first use. A self-signed key proves "
+                                   "that a file is unchanged since it was signed, not who made it; to sign as "
+                                   "your organisation, set TALKSTUDIO_SIGNING_KEY and TALKSTUDIO_SIGNING_CHAIN "
+                                   "to a key and certificate chain from a CA on the C2PA trust list.")
+    ksub = k.add_subparsers(dest="keys_command", metavar="ACTION", parser_class=_Parser)
+    ksub.required = True
+    kc = ksub.add_parser("create", help="make a local self-signed ES256 signing key (mode 0600)")
+    kc.add_argument("--overwrite", action="store_true", help="replace the existing key")
+    ksub.add_parser("show", help="where the signing key is and what its certificate says")
 
     m = sub.add_parser("models", help="list, import and verify the neural models in the model store",
                        description="The model store holds the checkpoints the neural engine can use "
@@ -311,6 +336,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
     fps_render = done.n_frames / max(done.timings["render"], 1e-9)
     print(f"wrote {done.output} ({done.size[0]}x{done.size[1]}, {done.n_frames} frames at {done.fps:g} fps, "
           f"{done.duration_s:.2f} s; rendered at {fps_render:.0f} fps, total {done.timings['total']:.1f} s)")
+    signed = f"Content Credentials signed by {done.signed_by}" if done.signed_by else "no Content Credentials"
+    print(f"  marked as synthetic: watermark id {done.mark_id:08x}; {signed} (check with `talkstudio verify`)")
     return 0
 
 
@@ -347,6 +374,57 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                                pose=args.pose_source, max_seconds=args.max_seconds), quiet=args.quiet)
     print(report.markdown.read_text(encoding="utf-8"))
     print(f"report: {report.markdown} and {report.json}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from studio.app.provenance import verify
+
+    worst = 0
+    for i, path in enumerate(args.files):
+        result = verify(path, max_seconds=args.seconds)
+        worst = max(worst, result.status)
+        if args.json:
+            c, w = result.credentials, result.watermark
+            print(json.dumps({
+                "file": str(path), "status": result.status, "marked": result.marked, "error": result.error,
+                "content_credentials": None if c is None else {
+                    "state": c.state, "signer": c.signer, "issuer": c.issuer, "failures": list(c.failures),
+                    "generator": c.generator, "digital_source_type": c.source_type, "engine": c.engine,
+                    "mark_id": None if c.mark_id is None else f"{c.mark_id:08x}",
+                    "ingredients": [{"title": t, "role": r, "sha256": h} for t, r, h in c.ingredients]},
+                "watermark": None if w is None else {
+                    "found": w.found, "mark_id": w.mark_hex, "confidence": w.confidence, "frames": w.frames}}))
+            continue
+        if i:
+            print()
+        print(path)
+        for line in result.lines():
+            print(f"  {line}")
+    return worst
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from studio.media.credentials import create_local_key, key_dir, signing_key
+
+    if args.keys_command == "create":
+        key = create_local_key(overwrite=args.overwrite)
+        info = key.describe()
+        print(f"created a local signing key: {key.key_path} (mode 0600) and its certificate chain {key.chain_path}")
+        print(f"  subject: {info['subject']}\n  valid until: {info['not_after']}")
+        print("  it is SELF-SIGNED: it proves that a file is unchanged since it was signed, not who made it; others "
+              "see the signer as not trusted")
+        return 0
+    key = signing_key()
+    if key is None:
+        print(f"no signing key yet (it would live in {key_dir()}); one is created on the first export, or run "
+              "`talkstudio keys create`")
+        return 1
+    info = key.describe()
+    print(f"key: {info['key']}\nchain: {info['chain']}\nsubject: {info['subject']}\nissuer: {info['issuer']}\n"
+          f"valid until: {info['not_after']}\n" + ("self-signed local key" if info["local"] else "issued by a CA"))
     return 0
 
 
@@ -486,7 +564,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     """Run the parsed command (any but ``gui``); returns its exit status."""
     commands = {"render": _cmd_render, "eval": _cmd_eval, "batch": _cmd_batch, "models": _cmd_models,
-                "invert": _cmd_invert, "tune": _cmd_tune, "train": _cmd_train}
+                "invert": _cmd_invert, "tune": _cmd_tune, "train": _cmd_train, "verify": _cmd_verify,
+                "keys": _cmd_keys}
     command = commands.get(args.command)
     return 2 if command is None else command(args)
 

@@ -11,6 +11,15 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The tests' own user config (settings, the C2PA signing key made on the first export): never the real one.
+if "TALKSTUDIO_CONFIG_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _CONFIG = tempfile.mkdtemp(prefix="talkstudio-test-config-")
+    os.environ["TALKSTUDIO_CONFIG_DIR"] = _CONFIG
+    atexit.register(shutil.rmtree, _CONFIG, ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "samples"

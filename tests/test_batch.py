@@ -302,9 +302,10 @@ def test_dubbed_video_keeps_the_source_outside_the_mouth(dubbed, tmp_path):
         box, mask = edit_mask(FaceRig(p, f.shape[:2], head_rotation=False), f.shape[:2])
         assert mask.max() == pytest.approx(1.0) and mask.min() >= 0.0
 
-    # encoded: outside the region, the dub differs from the source no more than re-encoding it unchanged
+    # encoded: outside the region, the dub differs from the source no more than re-encoding it unchanged (with
+    # the invisible watermark every export carries)
     plain = tmp_path / "plain.mp4"
-    with FrameEncoder(plain, width=224, height=224, fps=25, crf=18) as enc:
+    with FrameEncoder(plain, width=224, height=224, fps=25, crf=18, watermark=done.mark_id) as enc:
         for f in src_frames:
             enc.write(f)
     _, dub_frames = read_video_frames(out)

@@ -19,7 +19,7 @@ from studio.media.kinds import IMAGE_SUFFIXES, VIDEO_SUFFIXES, file_filter, with
 EVERY = dict(engine="neural", fps=30.0, seed=7, face_index=1, transcript="bin blue at f two now",
              pose="nod", pose_intensity=0.5, emotion="sad", emotion_intensity=0.3, blink="off", crf=23,
              preset="slow", encoder="psp", projection_steps=40, mouth="directions", mouth_offset_ms=-40.0,
-             mouth_intensity=1.3)
+             mouth_intensity=1.3, content_credentials=False)
 
 
 def test_flat_names_cover_every_field_once():
@@ -30,7 +30,7 @@ def test_flat_names_cover_every_field_once():
     leaves = [f.name for f in fields(RenderSettings) if f.name not in ("sources", "engine", "encode")]
     for group in (s.sources, s.engine, s.encode):
         leaves += [f.name for f in fields(group)]
-    assert names == set(FLAT_NAMES) and len(FLAT_NAMES) == len(leaves) == 19
+    assert names == set(FLAT_NAMES) and len(FLAT_NAMES) == len(leaves) == 20
     changed = s.with_values(**EVERY)
     assert {k: changed.value(k) for k in EVERY} == EVERY
     assert changed.engine.name == "neural" and changed.sources.seed == 7 and changed.encode.preset == "slow"
@@ -75,7 +75,8 @@ def test_cli_options_are_the_settings():
     args = ["--engine", "neural", "--fps", "30", "--seed", "7", "--face-index", "1", "--transcript",
             "bin blue at f two now", "--pose-source", "nod", "--pose-intensity", "0.5", "--emotion", "Sad:0.3",
             "--blink", "off", "--crf", "23", "--preset", "slow", "--encoder", "psp", "--projection-steps", "40",
-            "--mouth", "directions", "--mouth-offset-ms", "-40", "--mouth-intensity", "1.3"]
+            "--mouth", "directions", "--mouth-offset-ms", "-40", "--mouth-intensity", "1.3",
+            "--content-credentials", "off"]
     from studio.cli import _settings_from_args
 
     render = _settings_from_args(parser.parse_args(["render", "--image", "a", "--audio", "b", "--output", "c"] + args))
@@ -86,7 +87,7 @@ def test_cli_options_are_the_settings():
     sub = next(a for a in parser._actions if a.dest == "command").choices["render"]
     choices = {a.dest: tuple(a.choices) for a in sub._actions if a.choices}
     assert choices == {"engine": ENGINE_NAMES, "blink": BLINK_MODES, "encoder": ENCODER_CHOICES,
-                       "mouth": MOUTH_MODES, "preset": X264_PRESETS}
+                       "mouth": MOUTH_MODES, "preset": X264_PRESETS, "content_credentials": ("on", "off")}
 
 
 def test_emotion_is_parsed_one_way_everywhere(tmp_path):
@@ -213,7 +214,7 @@ def test_an_interrupted_queue_migration_leaves_the_old_queue(tmp_path, monkeypat
 
 
 def test_project_fields_follow_the_settings(tmp_path):
-    assert PREPARE_FIELDS >= set(FLAT_NAMES) - {"crf", "preset"}
+    assert PREPARE_FIELDS >= set(FLAT_NAMES) - {"crf", "preset", "content_credentials"}
     project = Project()
     seen = []
     project.observe(seen.append)

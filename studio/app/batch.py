@@ -50,7 +50,7 @@ QUEUE_NAME = ".talkstudio-batch.sqlite"
 #: the largest jobs CSV read (a row is ~200 bytes: 16 MiB is ~80,000 jobs)
 MAX_CSV_BYTES = 16 << 20
 REPORT_NAME = "batch-report.json"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("pending", "running", "done", "failed", "cancelled")
 #: a CSV's columns: the job's files, how a video identity fits the speech, and any render setting by its
 #: flat name (``emotion`` also takes ``NAME:INTENSITY``); identity and audio are required
@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     status TEXT NOT NULL DEFAULT 'pending', error TEXT NOT NULL DEFAULT '', hint TEXT NOT NULL DEFAULT '',
     progress REAL NOT NULL DEFAULT 0, pid INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL, started_at REAL, finished_at REAL, elapsed_s REAL,
-    duration_s REAL, frames INTEGER
+    duration_s REAL, frames INTEGER, mark_id TEXT, signed_by TEXT
 );
 """
 _SCHEMA_STATEMENTS = [s.strip() for s in _SCHEMA.split(";") if s.strip()]
@@ -105,6 +105,8 @@ class Job(JobSpec):
         progress: fraction [0, 1] of the running job (updated every ~0.5 s). pid: process running it.
         attempts: times it was started. started_at / finished_at: Unix times (s). elapsed_s: wall time of
         the last run, seconds. duration_s: the output's duration (s); frames: its frame count.
+        mark_id: the output's invisible watermark id (8 hex digits). signed_by: the subject of the certificate
+        that signed its Content Credentials (None: unsigned, the ``content_credentials`` setting was off).
     """
 
     id: int = 0
@@ -120,6 +122,8 @@ class Job(JobSpec):
     elapsed_s: float | None = None
     duration_s: float | None = None
     frames: int | None = None
+    mark_id: str | None = None
+    signed_by: str | None = None
 
     @property
     def spec(self) -> JobSpec:
@@ -392,6 +396,12 @@ def _migrate_queue_1_to_2(con: sqlite3.Connection) -> None:
     con.execute("DROP TABLE jobs_v1")
 
 
+def _migrate_queue_2_to_3(con: sqlite3.Connection) -> None:
+    """Schema 3 records each output's provenance marks (watermark id, C2PA signer): two new columns."""
+    con.execute("ALTER TABLE jobs ADD COLUMN mark_id TEXT")
+    con.execute("ALTER TABLE jobs ADD COLUMN signed_by TEXT")
+
+
 def media_files(folder: Path, suffixes: Iterable[str]) -> list[Path]:
     """Files in ``folder`` (not recursive, hidden files skipped) with one of ``suffixes``, sorted by name.
 
@@ -519,6 +529,8 @@ class BatchQueue:
                                           "studio", "update Talking Head Studio, or use another output folder")
                     if version == 1:
                         _migrate_queue_1_to_2(con)
+                    elif version == 2:
+                        _migrate_queue_2_to_3(con)
                     for statement in _SCHEMA_STATEMENTS:
                         con.execute(statement)
                     con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -794,7 +806,8 @@ def _job_events(job: Job, *, cancel: CancelToken) -> LongJob[Done]:
             raise ConfigError(f"the {settings.engine.name} engine cannot re-voice videos", "use the lite engine")
         dub = DubSettings(fit=job.video_fit, face_index=settings.face_index, transcript=settings.transcript,
                           crf=settings.encode.crf, preset=settings.encode.preset,
-                          mouth_offset_ms=settings.mouth_offset_ms, mouth_intensity=settings.mouth_intensity)
+                          mouth_offset_ms=settings.mouth_offset_ms, mouth_intensity=settings.mouth_intensity,
+                          content_credentials=settings.encode.content_credentials)
         return dub_video(job.identity, job.audio, job.output, dub, cancel=cancel)
     return render(RenderRequest(image=job.identity, audio=job.audio, output=job.output, settings=settings),
                   cancel=cancel)
@@ -932,7 +945,8 @@ def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: Canc
                                   "check free disk space and run the batch again")
             queue.update(job.id, status="done", progress=1.0, finished_at=time.time(), pid=None,
                          elapsed_s=time.perf_counter() - t_job, duration_s=result.duration_s,
-                         frames=result.n_frames)
+                         frames=result.n_frames, signed_by=result.signed_by,
+                         mark_id=None if result.mark_id is None else f"{result.mark_id:08x}")
             kind, message = "done", f"{result.n_frames} frames in {time.perf_counter() - t_job:.1f} s"
         except (StudioError, KeyboardInterrupt) as exc:
             if isinstance(exc, StudioError) and not (isinstance(exc, Cancelled) or cancel.cancelled):

@@ -41,7 +41,7 @@ PROJECT_SUFFIX = ".talkproj"
 #: Fields whose change requires the speech analysis / control track to be rebuilt (``prepare``): the
 #: identity and speech, and every render setting (by its flat name) except the encoder's.
 PREPARE_FIELDS = frozenset({"identity", "identity_frame_s", "audio", "settings"}
-                           | (set(FLAT_NAMES) - {"crf", "preset"}))
+                           | (set(FLAT_NAMES) - {"crf", "preset", "content_credentials"}))
 
 #: Export resolutions: name -> maximum output height in pixels (None = the photo's own size).
 RESOLUTIONS: dict[str, int | None] = {"source": None, "1080p": 1080, "720p": 720, "480p": 480}

@@ -103,7 +103,8 @@ def project_schema(*, schema_version: int = 2, resolutions: tuple[str, ...] = ()
                     "mouth": {"enum": list(MOUTH_MODES)},
                 },
             },
-            "encode": {"type": "object", "properties": {"crf": _int(0, 51), "preset": {"enum": list(X264_PRESETS)}}},
+            "encode": {"type": "object", "properties": {"crf": _int(0, 51), "preset": {"enum": list(X264_PRESETS)},
+                                                       "content_credentials": {"type": "boolean"}}},
         },
     }
     keyframe = {"type": "array", "prefixItems": [_number(0.0, MAX_TIME_S), _number(-MAX_KEY_VALUE, MAX_KEY_VALUE)],

@@ -100,6 +100,8 @@ class Done:
         output: the written video. n_frames: frames rendered. fps: frame rate.
         duration_s: audio duration in seconds. size: (width, height) of the video in pixels.
         timings: seconds spent per stage ("analyse", "render", "encode_wait", "total").
+        mark_id: the invisible watermark's 32-bit id in the frames (:mod:`studio.media.watermark`).
+        signed_by: common name of the certificate that signed its Content Credentials (None: not signed).
     """
 
     output: Path
@@ -108,6 +110,8 @@ class Done:
     duration_s: float
     size: tuple[int, int]
     timings: dict[str, float]
+    mark_id: int | None = None
+    signed_by: str | None = None
 
 
 def provenance(engine: str) -> dict[str, str]:
@@ -121,4 +125,65 @@ def provenance(engine: str) -> dict[str, str]:
     }
 
 
-__all__ = ["ANALYSIS_RATE", "Done", "Engine", "frame_buffer", "provenance"]
+@dataclass(frozen=True)
+class OutputMarks:
+    """The provenance marks of one export: what :class:`~studio.media.video.FrameEncoder` embeds and signs.
+
+    Attributes:
+        mark_id: the invisible watermark's id (always present: the mark cannot be turned off).
+        credentials: Content Credentials to sign, or None when the user turned signing off.
+        notices: things to tell the user (a local signing key was just created, signing is off).
+    """
+
+    mark_id: int
+    credentials: Any
+    notices: tuple[str, ...] = ()
+
+    @property
+    def signed_by(self) -> str | None:
+        if self.credentials is None:
+            return None
+        try:
+            return str(self.credentials.key.describe()["common_name"])
+        except Exception:  # noqa: BLE001 - the key was read once already; a description is only for display
+            return str(self.credentials.key.chain_path)
+
+
+def output_marks(engine: str, inputs: Sequence[tuple[Path | None, str]], *, sign: bool,
+                 extra: dict | None = None) -> OutputMarks:
+    """Choose the watermark id and build the Content Credentials of an export.
+
+    Args:
+        engine: the engine's name. inputs: (file, role) pairs of what the video is made from (identity,
+            speech, pose, expression, person); None files are skipped. sign: the
+            ``content_credentials`` setting. extra: more facts for the manifest's render assertion.
+
+    Returns:
+        :class:`OutputMarks`. Without a configured signing key, a local self-signed one is created
+        first (:func:`studio.media.credentials.create_local_key`) and a notice says so.
+
+    Raises:
+        ConfigError: the configured key cannot be read. InputError: an input file cannot be hashed.
+        OutputError: a local key cannot be written.
+    """
+    from studio.media.credentials import ContentCredentials, create_local_key, ingredients_for, key_dir, signing_key
+    from studio.media.watermark import new_mark_id
+
+    mark_id = new_mark_id()
+    if not sign:
+        return OutputMarks(mark_id, None, ("Content Credentials are off (setting content_credentials): the video "
+                                           "carries only the invisible watermark, no signed manifest",))
+    notices = []
+    key = signing_key()
+    if key is None:
+        key = create_local_key()
+        notices.append(f"created a local, self-signed Content Credentials key in {key_dir()} (mode 0600); videos "
+                       "are signed with it. Others will see the signature as valid but its signer as not "
+                       "trusted: a self-signed key proves that a file is unchanged, not who made it")
+    key.load()  # a clear error now rather than after the render
+    credentials = ContentCredentials(engine=engine, key=key, ingredients=ingredients_for(inputs), mark_id=mark_id,
+                                     extra=dict(extra or {}))
+    return OutputMarks(mark_id, credentials, tuple(notices))
+
+
+__all__ = ["ANALYSIS_RATE", "Done", "Engine", "OutputMarks", "frame_buffer", "output_marks", "provenance"]

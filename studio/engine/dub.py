@@ -34,7 +34,7 @@ from studio.core.errors import ConfigError, FaceError, InputError
 from studio.core.events import CancelToken, Job, Notice, ProgressMonitor, drive
 from studio.core.tracks import ControlTrack
 from studio.engine.audio.visemes import analyze_speech
-from studio.engine.base import ANALYSIS_RATE, Done, provenance
+from studio.engine.base import ANALYSIS_RATE, Done, output_marks, provenance
 from studio.engine.face.detect import FaceLandmarks, FaceTracker
 from studio.engine.face.identity import Identity, even_crop
 from studio.engine.lite.engine import LiteEngine
@@ -216,6 +216,7 @@ class DubSettings:
         face_index: which face to re-voice (0 = largest). transcript: optional text of the speech.
         crf, preset: x264 quality and speed preset. mouth_offset_ms, mouth_intensity: as the render
             settings of the same names (the mouth later / livelier than analysed).
+        content_credentials: sign a C2PA manifest into the video (as the render setting of that name).
     """
 
     fit: str = "loop"
@@ -225,6 +226,7 @@ class DubSettings:
     preset: str = "veryfast"
     mouth_offset_ms: float = 0.0
     mouth_intensity: float = 1.0
+    content_credentials: bool = True
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for an unknown fit or a negative face index."""
@@ -390,8 +392,13 @@ def dub_video(video: Path, audio: Path, output: Path, settings: DubSettings = Du
     width, height = tracked.size
     t_render = 0.0
     step = max(1, n_out // 200)
+    marks = output_marks("lite", [(video, "identity"), (clip.source, "speech")], sign=settings.content_credentials,
+                         extra={"re_voiced": True})
+    for note in marks.notices:
+        yield Notice(note)
     with FrameEncoder(output, width=width, height=height, fps=fps, audio=clip, crf=settings.crf,
-                      preset=settings.preset, metadata=provenance("lite")) as encoder:
+                      preset=settings.preset, metadata=provenance("lite"), watermark=marks.mark_id,
+                      credentials=marks.credentials) as encoder:
         for j, (frame, pts, dep, found) in enumerate(_source_frames(tracked, a, b, w, cancel)):
             cancel.raise_if_cancelled()
             ts = time.perf_counter()
@@ -406,4 +413,4 @@ def dub_video(video: Path, audio: Path, output: Path, settings: DubSettings = Du
                              "re-export the video as MP4 (H.264) and try again")
     return Done(output=encoder.path, n_frames=n_out, fps=fps, duration_s=n_out / fps, size=(width, height),
                timings={"track": t_track, "analyse": t_speech, "render": t_render,
-                        "total": time.perf_counter() - t0})
+                        "total": time.perf_counter() - t0}, mark_id=marks.mark_id, signed_by=marks.signed_by)

@@ -26,7 +26,7 @@ from studio.core.errors import ConfigError
 from studio.core.events import CancelToken, Job, Notice, ProgressMonitor
 from studio.core.tracks import ControlTrack
 from studio.engine.audio.visemes import MouthTrack, analyze_speech
-from studio.engine.base import ANALYSIS_RATE, Done, Engine, provenance
+from studio.engine.base import ANALYSIS_RATE, Done, Engine, output_marks, provenance
 from studio.engine.face.identity import Identity, load_identity
 from studio.engine.lite.engine import LiteEngine
 from studio.engine.settings import ENGINE_NAMES, RenderSettings
@@ -230,9 +230,17 @@ class Session:
         n = stop - start
         t_render = 0.0
         encode = self.settings.encode
+        settings = self.settings
+        marks = output_marks(self.engine.name, [
+            (self.identity.path, "identity"), (self.audio.source, "speech"), (settings.pose_video, "pose"),
+            (settings.sources.emotion_source, "expression"), (settings.engine.person, "person")],
+            sign=encode.content_credentials)
+        for note in marks.notices:
+            yield Notice(note)
         with FrameEncoder(output, width=w, height=h, fps=fps, audio=audio,
                           crf=encode.crf if crf is None else crf, preset=encode.preset,
-                          metadata=provenance(self.engine.name), codec=codec, threads=threads) as encoder:
+                          metadata=provenance(self.engine.name), codec=codec, threads=threads,
+                          watermark=marks.mark_id, credentials=marks.credentials) as encoder:
             step = max(1, n // 200)
             for i, k in enumerate(range(start, stop)):
                 cancel.raise_if_cancelled()
@@ -245,7 +253,8 @@ class Session:
                 if i % step == 0 or i == n - 1:
                     yield monitor.event("render", i + 1, n, f"frame {i + 1}/{n}")
         return Done(output=encoder.path, n_frames=n, fps=fps, duration_s=audio.duration, size=(w, h),
-                    timings={"render": t_render, "total": time.perf_counter() - t0})
+                    timings={"render": t_render, "total": time.perf_counter() - t0}, mark_id=marks.mark_id,
+                    signed_by=marks.signed_by)
 
 
 def prepare(image: Path, audio: Path, settings: RenderSettings, *, cancel: CancelToken | None = None,

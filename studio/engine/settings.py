@@ -81,10 +81,13 @@ class EncodeSettings:
     Attributes:
         crf: x264 constant rate factor, 0 (lossless) .. 51; 18 is visually lossless.
         preset: x264 speed preset, one of :data:`X264_PRESETS`.
+        content_credentials: sign a C2PA manifest into the video (:mod:`studio.media.credentials`). On by
+            default; turning it off is shown as a warning. (The invisible watermark cannot be turned off.)
     """
 
     crf: int = 18
     preset: str = "veryfast"
+    content_credentials: bool = True
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a CRF outside 0..51 or an unknown preset."""
@@ -107,6 +110,8 @@ for _group, _cls in _GROUPS.items():
 PATH_NAMES = frozenset({"emotion_source", "person"})
 _FLOATS = frozenset({"fps", "pose_intensity", "emotion_intensity", "mouth_offset_ms", "mouth_intensity"})
 _INTS = frozenset({"face_index", "seed", "crf", "projection_steps"})
+_BOOLS = frozenset({"content_credentials"})
+_TRUE, _FALSE = frozenset({"true", "yes", "on", "1"}), frozenset({"false", "no", "off", "0"})
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -124,6 +129,13 @@ def _coerce(name: str, value: Any) -> Any:
             return int(value)
     except (TypeError, ValueError):
         raise ConfigError(f"invalid {name.replace('_', ' ')} {value!r}", "give a number") from None
+    if name in _BOOLS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise ConfigError(f"invalid {name.replace('_', ' ')} {value!r}", "give true or false")
     if name in PATH_NAMES or name == "transcript":
         return None if value in (None, "") else (Path(value) if name in PATH_NAMES else str(value))
     if value is None:
@@ -238,7 +250,8 @@ class RenderSettings:
             "engine": {"name": self.engine.name, "person": text(self.engine.person),
                        "encoder": self.engine.encoder, "projection_steps": int(self.engine.projection_steps),
                        "mouth": self.engine.mouth},
-            "encode": {"crf": int(self.encode.crf), "preset": self.encode.preset},
+            "encode": {"crf": int(self.encode.crf), "preset": self.encode.preset,
+                       "content_credentials": bool(self.encode.content_credentials)},
         }
 
     @classmethod

@@ -37,6 +37,8 @@ from studio.media._common import (
     stderr_tail,
 )
 from studio.media.audio import AudioClip
+from studio.media.credentials import ContentCredentials
+from studio.media.watermark import WatermarkEmbedder
 
 #: libx264 speed presets, fastest first.
 X264_PRESETS: tuple[str, ...] = (
@@ -97,6 +99,11 @@ class FrameEncoder:
         codec: H.264 encoder, one of :data:`H264_ENCODERS`: "libx264" (CPU, default) or "h264_nvenc"
             (NVIDIA GPU; ``crf`` becomes its constant-quality ``-cq`` and ``preset`` is mapped to
             NVENC's p1..p7); see :func:`available_h264_encoders`.
+        watermark: a 32-bit mark id to embed invisibly in every frame (:mod:`studio.media.watermark`;
+            the frames passed to :meth:`write` are not modified), or None.
+        credentials: Content Credentials to sign into the file (:mod:`studio.media.credentials`), or
+            None. Signing happens on the finished temporary file, before it is moved onto ``path``:
+            ``path`` never holds an unsigned video.
 
     Raises:
         ConfigError: odd or non-positive size, bad fps, crf, preset, threads, codec or metadata key.
@@ -117,6 +124,8 @@ class FrameEncoder:
         metadata: Mapping[str, object] | None = None,
         threads: int | None = None,
         codec: str = "libx264",
+        watermark: int | None = None,
+        credentials: ContentCredentials | None = None,
     ) -> None:
         _check_encoder_options(width, height, fps, crf, preset, threads)
         if codec not in H264_ENCODERS:
@@ -128,6 +137,10 @@ class FrameEncoder:
         self.fps = float(fps)
         self.frames_written = 0
         self._frame_shape = (self.height, self.width, 3)
+        self._mark = None if watermark is None else WatermarkEmbedder(self.width, self.height, int(watermark))
+        self._marked = np.empty(self._frame_shape, np.uint8) if self._mark is not None else None
+        self._credentials = credentials
+        self.mark_id = None if watermark is None else int(watermark)
         self._stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
@@ -202,7 +215,11 @@ class FrameEncoder:
             raise ValueError(f"frame has shape {frame.shape}, expected {expected} (height, width, RGB)")
         if frame.dtype != np.uint8:
             raise ValueError(f"frame has dtype {frame.dtype}, expected uint8 (0..255)")
-        data = np.ascontiguousarray(frame)
+        if self._mark is not None:
+            np.copyto(self._marked, frame)
+            data = self._mark.apply(self._marked)
+        else:
+            data = np.ascontiguousarray(frame)
         try:
             self._proc.stdin.write(memoryview(data).cast("B"))  # type: ignore[union-attr]
         except OSError as exc:  # BrokenPipeError on POSIX, EINVAL on Windows: ffmpeg has exited
@@ -233,6 +250,8 @@ class FrameEncoder:
             if self._proc.wait() != 0:  # type: ignore[union-attr]
                 self._fail(None)
             self._join_reader()
+            if self._credentials is not None:
+                self._sign()
             try:
                 os.replace(self._partial, self.path)  # type: ignore[arg-type]
             except OSError as exc:
@@ -273,6 +292,18 @@ class FrameEncoder:
                 pass
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _sign(self) -> None:
+        """Sign the finished temporary file into a second temporary file, which then replaces it."""
+        signed = _reserve_partial_file(self.path)
+        lock = _lock(signed)
+        if lock is not None:
+            self._locks.append(lock)
+        unsigned, self._partial = self._partial, signed
+        try:
+            self._credentials.sign(unsigned, signed, title=self.path.name)  # type: ignore[union-attr, arg-type]
+        finally:
+            unsigned.unlink(missing_ok=True)  # type: ignore[union-attr]
 
     def _join_reader(self) -> None:
         if self._reader is not None:
@@ -890,3 +921,40 @@ def read_video_frames(
         source_size=tuple(header.get("source_size", (width, height))),  # type: ignore[arg-type]
     )
     return meta, VideoFrames(source, meta, info.path)
+
+
+def mean_luma(path: str | os.PathLike[str], *, max_seconds: float = 20.0,
+              max_side: int = 1280) -> tuple[np.ndarray, int]:
+    """Average luma (BT.601 grey, as ffmpeg's ``gray`` format) of a video's first ``max_seconds``, with frames
+    larger than ``max_side`` pixels scaled down first (area filter). The watermark search reads this.
+
+    Returns:
+        ((H, W) float32 mean luma in 0..255, number of frames averaged).
+
+    Raises:
+        InputError: missing or unreadable file, no video track, or no frame.
+    """
+    import imageio_ffmpeg
+
+    info = probe_media(path)
+    if not info.has_video:
+        raise InputError(f"file has no video track: {info.path}", _VIDEO_HINT)
+    scale = f"scale='if(gt(max(iw,ih),{max_side}),iw*{max_side}/max(iw,ih),iw)':-2:flags=area"
+    params = ["-map", "0:v:0", "-an", "-sn", "-dn", "-t", f"{max_seconds:g}", "-vf", scale]
+    source = imageio_ffmpeg.read_frames(str(info.path), pix_fmt="gray", bpp=1, output_params=params)
+    try:
+        with _quiet_resize_warning():
+            header = next(source)
+        w, h = header["size"]
+        total = np.zeros((h, w), dtype=np.float64)
+        n = 0
+        for buf in source:
+            total += np.frombuffer(buf, dtype=np.uint8).reshape(h, w)
+            n += 1
+    except (OSError, RuntimeError, IndexError, ValueError, StopIteration) as exc:
+        raise InputError(f"cannot decode video: {info.path}", "the file may be damaged; try another copy") from exc
+    finally:
+        source.close()
+    if n == 0:
+        raise InputError(f"the video has no frames: {info.path}", "choose a video with at least one frame")
+    return (total / n).astype(np.float32), n
