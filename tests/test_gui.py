@@ -394,7 +394,11 @@ def test_save_and_reopen_project(window, dirs, qtbot):
 
 
 def test_export_range_to_mp4_keeps_ui_responsive(window, dirs, qtbot):
+    from studio.media.credentials import create_local_key, signing_key
     from studio.media.video import probe_media
+
+    if signing_key() is None:  # else the first export says that it made one (a message above the buttons)
+        create_local_key()
 
     window.set_range((0.4, 1.4))
     dialog = window.show_export_dialog()
@@ -419,6 +423,37 @@ def test_export_range_to_mp4_keeps_ui_responsive(window, dirs, qtbot):
     assert window.model.state.export.output == out and window.model.state.export.resolution == "480p"
     probe.check()
     dialog.close()
+
+
+def test_export_can_skip_signing_with_a_warning_and_verify_reads_the_marks(window, dirs, qtbot):
+    from studio.app.provenance import MARKED, UNMARKED
+    from studio.media.credentials import read_credentials
+
+    dialog = window.show_export_dialog()
+    assert dialog.credentials.isChecked() and not dialog.credentials_warning.isVisible()
+    dialog.credentials.setChecked(False)
+    assert dialog.credentials_warning.isVisible()
+    out = dirs / "unsigned" / "clip.mp4"
+    out.parent.mkdir()
+    dialog.output.setText(str(out))
+    dialog.resolution.setCurrentIndex(dialog.resolution.findData("480p"))
+    qtbot.mouseClick(dialog.export_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dialog.result is not None and dialog.worker is None, timeout=WAIT_MS)
+    assert window.model.state.settings.encode.content_credentials is False  # recorded in the project
+    assert "Content Credentials are off" in dialog.message.plain_text()
+    assert read_credentials(out).state == "absent" and dialog.result.signed_by is None
+    dialog.close()
+    window.model.undo_stack.undo()  # the window is shared by this module's tests
+    assert window.model.state.settings.encode.content_credentials is True
+
+    verify = window.show_verify_dialog()
+    verify.check([out, sample("video/grid_bbaf2n.mpg")])
+    qtbot.waitUntil(lambda: verify.worker is None and bool(verify.results), timeout=WAIT_MS)
+    assert [r.status for r in verify.results] == [MARKED, UNMARKED]
+    assert verify.results[0].watermark.mark_id == dialog.result.mark_id
+    assert "1 marked as synthetic, 1 without a mark" in verify.summary.text()
+    assert "Watermark: found" in verify.report.toPlainText()
+    verify.close()
 
 
 def test_export_asks_before_replacing_a_file_and_lists_what_it_reads(window, dirs, qtbot, monkeypatch):

@@ -70,13 +70,14 @@ def output_size(size: tuple[int, int], resolution: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class ExportPlan:
-    """A checked export: where, which frames, what size, which encoder."""
+    """A checked export: where, which frames, what size, which encoder, whether it is signed (C2PA)."""
 
     output: Path
     frame_range: tuple[int, int]
     size: tuple[int, int]
     crf: int
     codec: str
+    content_credentials: bool = True
 
 
 def plan_export(session: Session, state: ProjectState, export: ExportSettings) -> ExportPlan:
@@ -93,7 +94,7 @@ def plan_export(session: Session, state: ProjectState, export: ExportSettings) -
         raise ConfigError(f"unknown H.264 encoder {export.codec!r}", f"use one of: {', '.join(CODECS)}")
     rng = state.frame_range(session.controls.fps, session.n_frames) if export.use_range else None
     return ExportPlan(output, rng or (0, session.n_frames), output_size(session.size, export.resolution),
-                      int(state.settings.encode.crf), export.codec)
+                      int(state.settings.encode.crf), export.codec, bool(state.settings.encode.content_credentials))
 
 
 def export_video(session: Session, controls: ControlTrack, plan: ExportPlan, *,
@@ -108,7 +109,8 @@ def export_video(session: Session, controls: ControlTrack, plan: ExportPlan, *,
     # leave a core to the UI thread: the encoder would otherwise take them all
     threads = max(1, (os.cpu_count() or 2) - 1)
     return (yield from own.export(plan.output, frame_range=plan.frame_range, size=plan.size, codec=plan.codec,
-                                  crf=plan.crf, threads=threads, cancel=cancel, monitor=monitor))
+                                  crf=plan.crf, threads=threads, content_credentials=plan.content_credentials,
+                                  cancel=cancel, monitor=monitor))
 
 
 def source_thumbnail(path: Path, *, max_side: int = 160) -> np.ndarray:

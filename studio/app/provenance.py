@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.core.errors import StudioError
+from studio.core.events import CancelToken, Job, ProgressMonitor
 from studio.media.credentials import CredentialsReport, read_credentials
 from studio.media.video import mean_luma
 from studio.media.watermark import Detection, detect_in_mean
@@ -135,4 +136,19 @@ def verify(path: str | os.PathLike[str], *, max_seconds: float = 20.0) -> Verifi
     return Verification(path, credentials, watermark, "; ".join(dict.fromkeys(errors)) or None)
 
 
-__all__ = ["ERROR", "MARKED", "UNMARKED", "Verification", "detect_mark", "verify"]
+def verify_files(paths: list[Path], *, max_seconds: float = 20.0, cancel: CancelToken | None = None,
+                 monitor: ProgressMonitor | None = None) -> Job[list[Verification]]:
+    """:func:`verify` each file in turn: a long job (Progress per file, cancellable between files) returning
+    the list of :class:`Verification` (for the studio's *File › Verify…* dialog)."""
+    cancel = cancel or CancelToken()
+    monitor = monitor or ProgressMonitor()
+    out = []
+    for i, path in enumerate(paths):
+        cancel.raise_if_cancelled()
+        yield monitor.event("verify", i, len(paths), f"checking {Path(path).name}")
+        out.append(verify(path, max_seconds=max_seconds))
+    yield monitor.event("verify", len(paths), len(paths), "done")
+    return out
+
+
+__all__ = ["ERROR", "MARKED", "UNMARKED", "Verification", "detect_mark", "verify", "verify_files"]

@@ -36,6 +36,7 @@ from studio.gui.views.preview import PreviewView
 from studio.gui.views.sources import SourcesPanel
 from studio.gui.views.timeline import TimelineView
 from studio.gui.views.trajectory import TrajectoryView
+from studio.gui.views.verify_dialog import VerifyDialog
 from studio.gui.workers import JobWorker
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,8 @@ class MainWindow(QMainWindow):
         self.act_export = self._action("&Export video…", self.show_export_dialog, "Ctrl+E")
         self.act_batch = self._action("&Batch dubbing…", self.show_batch_dialog,
                                       tip="Dub many photos/videos x speech tracks into videos (resumable queue)")
+        self.act_verify = self._action("&Verify videos…", self.show_verify_dialog,
+                                       tip="Check videos for Content Credentials (C2PA) and the invisible watermark")
         self.act_quit = self._action("&Quit", self.close, K.Quit)
         self.act_undo = self.model.undo_stack.createUndoAction(self, "&Undo")
         self.act_undo.setShortcut(K.Undo)
@@ -194,7 +197,7 @@ class MainWindow(QMainWindow):
         for act in (self.act_import_photo, self.act_import_audio):
             file.addAction(act)
         file.addSeparator()
-        for act in (self.act_export, self.act_batch):
+        for act in (self.act_export, self.act_batch, self.act_verify):
             file.addAction(act)
         file.addSeparator()
         file.addAction(self.act_quit)
@@ -659,6 +662,13 @@ class MainWindow(QMainWindow):
         self.batch_dialog.raise_()
         return self.batch_dialog
 
+    def show_verify_dialog(self) -> VerifyDialog:
+        """Open the non-modal *Verify videos* dialog (provenance marks of any video)."""
+        dialog = VerifyDialog(self, start_dir=self._dialog_dir())
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
     def show_models(self) -> None:
         dialog = ModelsDialog(self)
         dialog.imported.connect(self.identity.refresh_models_in_background)  # the engine choice, the PTI button
@@ -668,7 +678,8 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, f"About {APP_TITLE}",
                           f"<b>{APP_TITLE}</b> {__version__}<br>Lip-synced talking-head videos from one photo and "
                           "a speech recording (Alghamdi et al., ACM MM 2022), with the embedded lite engine.<br>"
-                          "Videos it makes are tagged as synthetic.")
+                          "Every video it exports carries an invisible watermark and signed Content Credentials "
+                          "(C2PA) that mark it as AI-generated; check any video with File › Verify videos….")
 
     def _error(self, title: str, exc: StudioError) -> None:
         self.show_status(f"{exc.message} — {exc.hint}" if exc.hint else exc.message, error=True)

@@ -105,6 +105,16 @@ class ExportDialog(QDialog):
                                                               if rng else " (none set: whole clip)"))
         self.use_range.setChecked(ex.use_range and rng is not None)
         self.use_range.setEnabled(rng is not None)
+        self.credentials = QCheckBox("Sign Content Credentials (C2PA)")
+        self.credentials.setToolTip("A signed manifest in the file says it is AI-generated, by what, from which "
+                                    "inputs (by hash); the invisible watermark is embedded either way")
+        self.credentials.setChecked(model.state.settings.encode.content_credentials)
+        self.credentials_warning = QLabel("⚠ Content Credentials are off: the video will carry only the invisible "
+                                          "watermark. Players, platforms and fact-checkers cannot read how it was made.")
+        self.credentials_warning.setWordWrap(True)
+        self.credentials_warning.setStyleSheet("color: #b35900;")
+        self.credentials.toggled.connect(lambda on: self.credentials_warning.setVisible(not on))
+        self.credentials_warning.setVisible(not self.credentials.isChecked())
 
         form = QFormLayout()
         form.addRow("Output", out_row)
@@ -113,6 +123,8 @@ class ExportDialog(QDialog):
         form.addRow("Quality (CRF)", self.crf)
         form.addRow("Encoder", self.codec)
         form.addRow("Range", self.use_range)
+        form.addRow("Provenance", self.credentials)
+        form.addRow("", self.credentials_warning)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
@@ -179,7 +191,8 @@ class ExportDialog(QDialog):
             if not self.confirm_replace(out):
                 self.status.setText("Not exported: choose another output file.")
                 return
-        changes = {"export": self.settings(), "fps": float(self.fps.value()), "crf": int(self.crf.value())}
+        changes = {"export": self.settings(), "fps": float(self.fps.value()), "crf": int(self.crf.value()),
+                   "content_credentials": self.credentials.isChecked()}
         changes = {k: v for k, v in changes.items() if self.model.state.value(k) != v}
         if changes:  # one undo step for everything the dialog changed
             self.model.push(commands.SetFields(self.model, changes, "Change export settings"))
@@ -193,6 +206,7 @@ class ExportDialog(QDialog):
         worker.progress.connect(self._on_progress)
         worker.finished_ok.connect(self._on_done)
         worker.failed.connect(lambda m, h: self.message.show_message(m, h))
+        worker.notice.connect(lambda text, _level: self.message.show_message(text, kind="warning"))
         worker.cancelled.connect(lambda: self.status.setText("Cancelled — nothing was written."))
         worker.finished.connect(self._on_worker_finished)
         self.worker = worker
@@ -240,7 +254,9 @@ class ExportDialog(QDialog):
         self.result = done
         self.progress.setValue(1000)
         self.status.setText(f"Wrote {done.output.name}: {done.size[0]}×{done.size[1]}, {done.n_frames} frames, "
-                            f"{done.duration_s:.2f} s in {time.perf_counter() - self._t0:.1f} s")
+                            f"{done.duration_s:.2f} s in {time.perf_counter() - self._t0:.1f} s — watermark id "
+                            f"{done.mark_id:08x}, " + (f"signed by {done.signed_by}" if done.signed_by
+                                                       else "no Content Credentials"))
         self.open_btn.setEnabled(True)
         self.exported.emit(done.output)
 
