@@ -95,7 +95,8 @@ def main() -> None:
     parser.add_argument("--negatives", type=int, default=50)
     parser.add_argument("--out", type=Path, default=None, help="keep the videos here (default: a temp folder)")
     args = parser.parse_args()
-    from studio.app.provenance import detect_mark
+    # everything imported up front: a run takes ~25 min and must not mix code versions
+    from studio.app.provenance import detect_mark, verify
     from studio.media.watermark import WatermarkEmbedder
 
     work = args.out or Path(tempfile.mkdtemp(prefix="bench-watermark-"))
@@ -164,7 +165,6 @@ def main() -> None:
     sf.write(long_speech, data[: 10 * rate], rate)
     ten = work / "export_10s.mp4"
     _export(square, long_speech, ten, None)
-    from studio.app.provenance import verify
 
     t0 = time.perf_counter()
     result = verify(ten)

@@ -28,6 +28,19 @@ def _number(kind: type, what: str, example: str):
     return convert
 
 
+def _positive_seconds(text: str) -> float:
+    """A finite duration > 0 in seconds, for argparse."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"invalid seconds {text!r}: give a duration above 0 such as 20")
+    return value
+
+
 def _emotion(text: str) -> tuple[str, float | None]:
     from studio.core.errors import ConfigError
     from studio.engine.sources.settings import parse_emotion
@@ -184,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "re-encoding, scaling, cropping and excerpts). Exit status: 0 every file is "
                                    "marked as synthetic, 1 a file carries no mark, 2 a file could not be examined.")
     v.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    v.add_argument("--seconds", type=_number(float, "seconds", "20"), default=20.0,
+    v.add_argument("--seconds", type=_positive_seconds, default=20.0,
                    help="how much of each video to search for the watermark (default: 20 s)")
     v.add_argument("--json", action="store_true", help="print one JSON object per file instead of text")
 

@@ -62,7 +62,7 @@ def export(tmp_path_factory):
 def test_an_export_carries_valid_content_credentials(export):
     done, audio = export
     report = cred.read_credentials(done.output)
-    assert report.state in ("valid", "trusted"), report.failures
+    assert report.state == "own", report.failures  # valid, and signed with this computer's key
     assert report.actions[0] == "c2pa.created"
     assert report.source_type == cred.TRAINED_ALGORITHMIC_MEDIA and report.synthetic
     assert report.generator.startswith(cred.GENERATOR)
@@ -98,6 +98,69 @@ def test_one_changed_byte_in_the_media_fails_validation(export, tmp_path):
     report = cred.read_credentials(tampered)
     assert report.state == "invalid"
     assert "assertion.bmffHash.mismatch" in report.failures
+
+
+def test_reading_an_untrusted_file_never_goes_online(export, tmp_path):
+    """A manifest may point at a remote copy of itself: reading must not contact that address."""
+    import http.server
+    import threading
+
+    import c2pa
+
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server API
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        key = cred.signing_key()
+        chain, pem = key.load()
+        signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain, pem, None))
+        plain = tmp_path / "plain.mp4"
+        _ffmpeg("-i", str(export[0].output), "-c", "copy", "-map_metadata", "-1", str(plain))
+        remote = tmp_path / "remote.mp4"
+        definition = cred.ContentCredentials(engine="lite", key=key).manifest("remote.mp4")
+        with signer, c2pa.Builder(definition) as builder:
+            builder.set_no_embed()
+            builder.set_remote_url(f"http://127.0.0.1:{server.server_port}/manifest.c2pa")
+            with open(plain, "rb") as src, open(remote, "wb") as dst:
+                builder.sign(signer, "video/mp4", src, dst)
+        report = cred.read_credentials(remote)
+    finally:
+        server.shutdown()
+    assert hits == []
+    assert report.state in ("remote", "absent", "invalid")
+
+
+def test_a_crafted_manifest_store_is_reported_not_raised():
+    weird = {"active_manifest": "m", "manifests": {"m": {
+        "assertions": [{"label": cred.RENDER_ASSERTION, "data": ["not", "a", "dict"]},
+                       {"label": "c2pa.actions.v2", "data": {"actions": "created"}}, "junk", 7],
+        "ingredients": [{"title": 3, "metadata": "x"}, None], "claim_generator_info": "x",
+        "signature_info": ["x"]}}, "validation_state": "Valid", "validation_results": {"activeManifest": {
+            "failure": [{"code": 5}, "x"]}}}
+    report = cred._report(weird, own_serial="1")
+    assert report.state == "valid" and report.engine is None and report.mark_id is None
+    assert report.ingredients == (("", "", ""),)
+    assert cred._report({"manifests": []}).state == "invalid"
+
+
+def test_a_key_that_does_not_match_its_certificate_is_refused_before_rendering(tmp_path):
+    one = cred.create_local_key(tmp_path / "one")
+    two = cred.create_local_key(tmp_path / "two")
+    mixed = cred.SigningKey(one.key_path, two.chain_path)
+    with pytest.raises(ConfigError, match="does not belong"):
+        mixed.check()
+    one.check()
+    assert one.describe()["common_name"].startswith("Talking Head Studio (key ")  # no user or host name
 
 
 def test_the_signing_key_is_private_and_not_silently_replaced(export, tmp_path):
@@ -169,16 +232,14 @@ def test_the_mark_is_invisible_by_psnr_and_in_flat_regions():
     diff = marked.astype(np.float32) - frame
     psnr = 10 * np.log10(255**2 / np.mean(diff**2))
     assert psnr >= 42.0, psnr
-    # in the flattest 10 % of the picture (least fine detail: background, smooth shading) the change stays
-    # near the 1.2-level floor of the contrast masking (peaks <= 4 levels there, <= 6 in texture)
-    gray = frame.mean(axis=2).astype(np.float32)
-    import cv2
-
-    detail = gray - cv2.GaussianBlur(gray, (0, 0), 4)
-    texture = np.sqrt(cv2.GaussianBlur(detail * detail, (0, 0), 6))
-    flat = texture <= np.quantile(texture, 0.1)
-    assert np.sqrt(np.mean(diff[flat] ** 2)) <= 1.6
-    assert np.abs(diff[flat]).max() <= 4 and np.abs(diff).max() <= 6
+    assert np.abs(diff).max() <= 6
+    # a plain wall and a smooth gradient (where a low-frequency pattern would show) get the 0.5-level floor of
+    # the contrast masking: under 0.75 levels RMS, never more than 2 levels
+    plain = np.full((768, 1024, 3), 128, np.uint8)
+    ramp = np.linspace(20, 235, 1024)[None, :, None].repeat(768, 0).repeat(3, 2).astype(np.uint8)
+    for flat in (plain, ramp):
+        change = WatermarkEmbedder(1024, 768, 0xC0FFEE).apply(flat.copy()).astype(np.float32) - flat
+        assert np.sqrt(np.mean(change**2)) < 0.75 and np.abs(change).max() <= 2
 
 
 def test_payload_has_header_id_and_crc():

@@ -192,6 +192,39 @@ def test_a_schema_1_batch_queue_resumes_with_its_values(tmp_path):
     assert len(BatchQueue(tmp_path).jobs()) == 2  # opening again: already migrated
 
 
+def test_a_schema_2_batch_queue_gains_the_provenance_columns(tmp_path):
+    """Schema 3 records each output's watermark id and signer; a schema 2 queue keeps its jobs and states."""
+    import sqlite3
+
+    from studio.app.batch import SCHEMA_VERSION, queue_path
+
+    path = queue_path(tmp_path)
+    con = sqlite3.connect(path)
+    con.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '2');
+        CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, identity TEXT NOT NULL, audio TEXT NOT NULL,
+            output TEXT NOT NULL UNIQUE, settings TEXT NOT NULL, video_fit TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending', error TEXT NOT NULL DEFAULT '', hint TEXT NOT NULL DEFAULT '',
+            progress REAL NOT NULL DEFAULT 0, pid INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL, started_at REAL, finished_at REAL, elapsed_s REAL, duration_s REAL,
+            frames INTEGER);
+        INSERT INTO jobs (identity, audio, output, settings, video_fit, status, created_at)
+            VALUES ('/m/a.jpg', '/m/b.wav', '/o/a__b.mp4', '{}', 'loop', 'done', 1.0);
+    """)
+    con.commit()
+    con.close()
+    (job,) = BatchQueue(tmp_path).jobs()
+    assert (job.status, job.mark_id, job.signed_by) == ("done", None, None)
+    assert job.settings.encode.content_credentials is True  # older settings JSON lacks the key: the default
+    q = BatchQueue(tmp_path)  # opening again: already migrated
+    q.update(job.id, mark_id="0badf00d", signed_by="Talking Head Studio (key 1234abcd)")
+    assert q.get(job.id).to_json()["mark_id"] == "0badf00d"
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    con.close()
+
+
 def test_an_interrupted_queue_migration_leaves_the_old_queue(tmp_path, monkeypatch):
     from studio.app import batch as batch_mod
 

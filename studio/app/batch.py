@@ -105,8 +105,9 @@ class Job(JobSpec):
         progress: fraction [0, 1] of the running job (updated every ~0.5 s). pid: process running it.
         attempts: times it was started. started_at / finished_at: Unix times (s). elapsed_s: wall time of
         the last run, seconds. duration_s: the output's duration (s); frames: its frame count.
-        mark_id: the output's invisible watermark id (8 hex digits). signed_by: the subject of the certificate
-        that signed its Content Credentials (None: unsigned, the ``content_credentials`` setting was off).
+        mark_id: the output's invisible watermark id (8 hex digits). signed_by: the common name of the
+        certificate that signed its Content Credentials (None: unsigned, the ``content_credentials`` setting was
+        off). Both are set when the job is done and cleared when it runs again.
     """
 
     id: int = 0
@@ -613,8 +614,9 @@ class BatchQueue:
                     same = (row["identity"], row["audio"], stored, row["video_fit"]) == values  # newer keys
                     if same and not overwrite:
                         continue
-                    con.execute("UPDATE jobs SET identity=?, audio=?, settings=?, video_fit=?, "
-                                "status='pending', error='', hint='', progress=0 WHERE id=?", (*values, row["id"]))
+                    con.execute("UPDATE jobs SET identity=?, audio=?, settings=?, video_fit=?, status='pending', "
+                                "error='', hint='', progress=0, mark_id=NULL, signed_by=NULL WHERE id=?",
+                                (*values, row["id"]))
         finally:
             con.close()
         return [self.get(i) for i in ids]
@@ -911,7 +913,7 @@ def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: Canc
                              done_w / total_w, eta(done_w / total_w))
             continue
         queue.update(job.id, status="running", pid=os.getpid(), attempts=job.attempts + 1, progress=0.0,
-                     started_at=time.time(), finished_at=None, error="", hint="")
+                     started_at=time.time(), finished_at=None, error="", hint="", mark_id=None, signed_by=None)
         job = queue.get(job.id)
         ran.append(job.id)
         yield BatchEvent("start", job, index, total, 0.0, "start", "", done_w / total_w, eta(done_w / total_w))

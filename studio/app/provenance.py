@@ -62,13 +62,15 @@ class Verification:
         elif c.state == "unsupported":
             out.append(f"Content Credentials: none (a {self.path.suffix or 'file'} file cannot carry them)")
         else:
-            what = {"trusted": "valid, signed with this computer's own key",
+            what = {"own": "valid, signed with this computer's own key",
                     "valid": "valid signature; the signer is not on a trust list",
+                    "remote": "stored at a remote address that was not contacted (verify it with a C2PA reader "
+                              "that may go online)",
                     "invalid": "INVALID — the file was changed after signing, or the manifest is damaged"}[c.state]
             out.append(f"Content Credentials: {what}")
             if c.signer:
                 out.append(f"  signed by: {c.signer}" + (f" ({c.issuer})" if c.issuer else ""))
-            if c.failures and c.state == "invalid":
+            if c.failures and c.state in ("invalid", "remote"):
                 out.append(f"  problems: {', '.join(c.failures)}")
             if c.synthetic:
                 out.append(f"  declares: AI-generated (trainedAlgorithmicMedia) by {c.generator or 'unknown software'}"
@@ -114,9 +116,10 @@ _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", "
 
 
 def verify(path: str | os.PathLike[str], *, max_seconds: float = 20.0) -> Verification:
-    """Examine one file's Content Credentials and look for the watermark in its first ``max_seconds``.
+    """Examine one file's Content Credentials and look for the watermark in its first ``max_seconds`` (> 0).
 
-    Never raises for a bad file: the problem is in :attr:`Verification.error`.
+    Never raises for a bad file: the problem is in :attr:`Verification.error`. Nothing is fetched from the
+    network (a manifest stored remotely is reported as such).
     """
     path = Path(path)
     credentials: CredentialsReport | None = None
@@ -125,12 +128,16 @@ def verify(path: str | os.PathLike[str], *, max_seconds: float = 20.0) -> Verifi
     try:
         credentials = read_credentials(path)
     except StudioError as exc:
-        errors.append(exc.message)
+        errors.append(f"{exc.message} — {exc.hint}" if exc.hint else exc.message)
+    except Exception as exc:  # noqa: BLE001 - an untrusted file must not stop the check of the others
+        errors.append(f"cannot read the Content Credentials of {path.name}: {exc}")
     if path.suffix.lower() not in _IMAGE_SUFFIXES and path.is_file():
         try:
             watermark = detect_mark(path, max_seconds=max_seconds)
         except StudioError as exc:
-            errors.append(exc.message)
+            errors.append(f"{exc.message} — {exc.hint}" if exc.hint else exc.message)
+        except Exception as exc:  # noqa: BLE001 - as above
+            errors.append(f"cannot search {path.name} for the watermark: {exc}")
     elif not path.is_file():
         errors = [f"no such file: {path}"]
     return Verification(path, credentials, watermark, "; ".join(dict.fromkeys(errors)) or None)

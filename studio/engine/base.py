@@ -136,7 +136,7 @@ class OutputMarks:
     """
 
     mark_id: int
-    credentials: Any
+    credentials: Any  # studio.media.credentials.ContentCredentials | None (media is imported lazily here)
     notices: tuple[str, ...] = ()
 
     @property
@@ -150,37 +150,43 @@ class OutputMarks:
 
 
 def output_marks(engine: str, inputs: Sequence[tuple[Path | None, str]], *, sign: bool,
-                 extra: dict | None = None) -> OutputMarks:
+                 extra: dict | None = None, size: tuple[int, int] | None = None) -> OutputMarks:
     """Choose the watermark id and build the Content Credentials of an export.
 
     Args:
         engine: the engine's name. inputs: (file, role) pairs of what the video is made from (identity,
             speech, pose, expression, person); None files are skipped. sign: the
             ``content_credentials`` setting. extra: more facts for the manifest's render assertion.
+            size: the video's (width, height) in pixels: below the watermark's reliable size a notice says so.
 
     Returns:
         :class:`OutputMarks`. Without a configured signing key, a local self-signed one is created
         first (:func:`studio.media.credentials.create_local_key`) and a notice says so.
 
     Raises:
-        ConfigError: the configured key cannot be read. InputError: an input file cannot be hashed.
+        ConfigError: the configured key cannot be read, does not match its certificate or has expired.
+        InputError: an input file cannot be hashed.
         OutputError: a local key cannot be written.
     """
     from studio.media.credentials import ContentCredentials, create_local_key, ingredients_for, key_dir, signing_key
-    from studio.media.watermark import new_mark_id
+    from studio.media.watermark import RELIABLE_SIDE, new_mark_id
 
     mark_id = new_mark_id()
-    if not sign:
-        return OutputMarks(mark_id, None, ("Content Credentials are off (setting content_credentials): the video "
-                                           "carries only the invisible watermark, no signed manifest",))
     notices = []
+    if size is not None and min(size) < RELIABLE_SIDE:
+        notices.append(f"the video is small ({size[0]}x{size[1]}): its invisible watermark is embedded, but below "
+                       f"{RELIABLE_SIDE} pixels on a side it may be too weak to be found after re-encoding")
+    if not sign:
+        notices.append("Content Credentials are off (setting content_credentials): the video carries only the "
+                       "invisible watermark, no signed manifest")
+        return OutputMarks(mark_id, None, tuple(notices))
     key = signing_key()
     if key is None:
         key = create_local_key()
         notices.append(f"created a local, self-signed Content Credentials key in {key_dir()} (mode 0600); videos "
                        "are signed with it. Others will see the signature as valid but its signer as not "
                        "trusted: a self-signed key proves that a file is unchanged, not who made it")
-    key.load()  # a clear error now rather than after the render
+    key.check()  # a clear error now (unreadable, mismatched or expired) rather than after the render
     credentials = ContentCredentials(engine=engine, key=key, ingredients=ingredients_for(inputs), mark_id=mark_id,
                                      extra=dict(extra or {}))
     return OutputMarks(mark_id, credentials, tuple(notices))

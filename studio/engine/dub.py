@@ -393,7 +393,7 @@ def dub_video(video: Path, audio: Path, output: Path, settings: DubSettings = Du
     t_render = 0.0
     step = max(1, n_out // 200)
     marks = output_marks("lite", [(video, "identity"), (clip.source, "speech")], sign=settings.content_credentials,
-                         extra={"re_voiced": True})
+                         extra={"re_voiced": True}, size=(width, height))
     for note in marks.notices:
         yield Notice(note)
     with FrameEncoder(output, width=width, height=height, fps=fps, audio=clip, crf=settings.crf,

@@ -205,8 +205,9 @@ class Session:
             output: the video to write (.mp4/.m4v/.mov). frame_range: [start, stop) frame indices.
             size: (width, height), both even, to scale the frames to (default: the photo's own size).
             codec: "libx264" or "h264_nvenc"; crf: quality (default: the settings'); threads: encoder
-                threads (default: all cores; the studio leaves one to its UI). content_credentials: sign a C2PA
-            manifest (default: the settings'). The invisible watermark is always embedded.
+                threads (default: all cores; the studio leaves one to its UI).
+            content_credentials: sign a C2PA manifest (default: the settings'). The invisible watermark is
+                always embedded.
 
         Yields Progress (stage "render") and Notices; returns :class:`Done` (with the watermark id and the
         signer). Cancelling or an error leaves no file (see :class:`FrameEncoder`).
@@ -236,7 +237,8 @@ class Session:
         marks = output_marks(self.engine.name, [
             (self.identity.path, "identity"), (self.audio.source, "speech"), (settings.pose_video, "pose"),
             (settings.sources.emotion_source, "expression"), (settings.engine.person, "person")],
-            sign=encode.content_credentials if content_credentials is None else bool(content_credentials))
+            sign=encode.content_credentials if content_credentials is None else bool(content_credentials),
+            size=(w, h))
         for note in marks.notices:
             yield Notice(note)
         with FrameEncoder(output, width=w, height=h, fps=fps, audio=audio,

@@ -95,6 +95,9 @@ class EncodeSettings:
             raise ConfigError(f"quality (CRF) must be 0..{MAX_CRF}, got {self.crf}", "18 is visually lossless")
         if self.preset not in X264_PRESETS:
             raise ConfigError(f"unknown x264 preset {self.preset!r}", f"use one of: {', '.join(X264_PRESETS)}")
+        if not isinstance(self.content_credentials, bool):
+            raise ConfigError(f"content_credentials must be true or false, got {self.content_credentials!r}",
+                              "give true or false")
 
 
 _GROUPS = {"sources": SourceSettings, "engine": EngineSettings, "encode": EncodeSettings}
@@ -118,7 +121,7 @@ def _coerce(name: str, value: Any) -> Any:
     """A flat setting's value from JSON/CSV/CLI text as its field's type (None stays None for optional ones).
 
     Raises:
-        ConfigError: a number that does not parse.
+        ConfigError: a number that does not parse, or a switch that is not true/false (yes/no, on/off, 1/0).
     """
     try:
         if name in _FLOATS:

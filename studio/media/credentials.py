@@ -22,11 +22,11 @@ trusted". It does prove that the file was not changed since it was signed.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
+import contextlib
 import hashlib
 import json
 import os
-import platform
+import secrets
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -102,6 +102,38 @@ class SigningKey:
             out.append(data)
         return out[0], out[1]
 
+    def check(self) -> None:
+        """Raise :class:`ConfigError` unless the key can sign: readable PEM files, an EC P-256 private key, and a
+        signing certificate (the chain's first) that belongs to that key and is currently valid."""
+        import datetime as _dt
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        chain, key_pem = self.load()
+        fix = "run `talkstudio keys create --overwrite` for a new local key, or fix TALKSTUDIO_SIGNING_KEY/_CHAIN"
+        try:
+            cert = x509.load_pem_x509_certificates(chain)[0]
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"the C2PA signing key or certificate cannot be read ({exc})", fix) from exc
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+            raise ConfigError(f"the C2PA signing key {self.key_path} is not an ES256 (P-256) key", fix)
+        if cert.public_key().public_numbers() != key.public_key().public_numbers():
+            raise ConfigError(f"the C2PA signing key {self.key_path} does not belong to the certificate in "
+                              f"{self.chain_path}", fix)
+        now = _dt.datetime.now(_dt.timezone.utc)
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise ConfigError(f"the C2PA signing certificate in {self.chain_path} is not valid now (valid "
+                              f"{cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d})", fix)
+
+    def serial(self) -> str:
+        """The signing certificate's serial number as decimal text (how C2PA readers report it)."""
+        from cryptography import x509
+
+        return str(x509.load_pem_x509_certificates(self.load()[0])[0].serial_number)
+
     def describe(self) -> dict[str, str | bool]:
         """Subject, issuer, validity and whether this is a local (self-signed) key, for display.
 
@@ -149,10 +181,10 @@ def _name(common: str, org: str):
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600 from the start (never readable by others)."""
+    """Write ``data`` to ``path`` atomically with mode 0600 from the start (``mkstemp`` creates the file 0600,
+    so it is never readable by others, not even half-written)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -178,21 +210,44 @@ def create_local_key(folder: Path | None = None, *, overwrite: bool = False, yea
     Raises:
         OutputError: a key exists and ``overwrite`` is False, or the folder is not writable.
     """
+    folder = Path(folder) if folder is not None else key_dir()
+    key = SigningKey(folder / KEY_FILE, folder / CHAIN_FILE)
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise OutputError(f"cannot create {folder}: {exc.strerror or exc}", "check the folder's permissions") from exc
+    with _creation_lock(folder):  # two first exports at once must not mix one's key with the other's certificate
+        if not overwrite and (key.key_path.exists() or key.chain_path.exists()):
+            raise OutputError(f"a signing key already exists in {folder}",
+                              "use it, or pass --overwrite to replace it (videos signed with it stay valid)")
+        _make_key(key, years)
+    return key
+
+
+@contextlib.contextmanager
+def _creation_lock(folder: Path):
+    """An exclusive lock (``flock`` on ``folder/.lock``) while a key is made; a no-op where flock is missing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _make_key(key: SigningKey, years: int) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    folder = Path(folder) if folder is not None else key_dir()
-    key = SigningKey(folder / KEY_FILE, folder / CHAIN_FILE)
-    if not overwrite and (key.key_path.exists() or key.chain_path.exists()):
-        raise OutputError(f"a signing key already exists in {folder}",
-                          "use it, or pass --overwrite to replace it (videos signed with it stay valid)")
-    try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise OutputError(f"cannot create {folder}: {exc.strerror or exc}", "check the folder's permissions") from exc
-    who = f"{_user()}@{platform.node() or 'localhost'}"
+    # a random label, not the user or host name: the signer's name is readable in every video it signs
+    who = f"key {secrets.token_hex(4)}"
     now = dt.datetime.now(dt.timezone.utc)
     no_use = dict(content_commitment=False, key_encipherment=False, data_encipherment=False,
                   key_agreement=False, encipher_only=False, decipher_only=False)
@@ -224,16 +279,8 @@ def create_local_key(folder: Path | None = None, *, overwrite: bool = False, yea
         _write_private(key.key_path, key_pem)
         _write_private(key.chain_path, ee.public_bytes(pem) + ca.public_bytes(pem))
     except OSError as exc:
-        raise OutputError(f"cannot write the signing key to {folder}: {exc.strerror or exc}",
+        raise OutputError(f"cannot write the signing key to {key.key_path.parent}: {exc.strerror or exc}",
                           "check the folder's permissions and free space") from exc
-    return key
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (containers)
-        return "user"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -332,8 +379,8 @@ class ContentCredentials:
                     builder.sign(signer, "video/mp4", src, dst)
         except c2pa.C2paError as exc:
             text = str(exc)
-            if "certificate" in text.lower():
-                raise ConfigError(f"C2PA refused the signing certificate {self.key.chain_path}: {text}",
+            if any(word in text.lower() for word in ("certificate", "signature", "signer", "key")):
+                raise ConfigError(f"C2PA refused the signing key {self.key.key_path}: {text}",
                                   "run `talkstudio keys create --overwrite` for a new local key") from exc
             raise OutputError(f"signing the video's Content Credentials failed: {text}",
                               "check free disk space; if it keeps failing, report this message") from exc
@@ -342,12 +389,15 @@ class ContentCredentials:
                               "check free disk space and the output folder") from exc
 
 
-def _context(trust: bytes | None = None):
+def _context(*, reading: bool = False):
+    """c2pa settings: no thumbnails of ingredients; when reading an untrusted file, nothing fetched from the
+    network (a manifest may point at a remote copy of itself, or ask for an OCSP check: a file must not make
+    the studio contact an address of its choosing)."""
     import c2pa
 
     config: dict = {"builder": {"thumbnail": {"enabled": False}}}
-    if trust:
-        config["trust"] = {"user_anchors": trust.decode("ascii", errors="replace")}
+    if reading:
+        config["verify"] = {"remote_manifest_fetch": False, "ocsp_fetch": False}
     return c2pa.Context(settings=c2pa.Settings.from_dict(config))
 
 
@@ -360,8 +410,9 @@ class CredentialsReport:
     """Content Credentials as read from a file.
 
     Attributes:
-        state: "absent" (no manifest), "unsupported" (a file type that cannot carry one), "valid" (signature and hashes check out; the signer is not on a
-            trust list), "trusted" (valid, and signed with this computer's own key or a trusted one) or
+        state: "absent" (no manifest), "unsupported" (a file type that cannot carry one), "remote" (the file
+            points at a manifest stored elsewhere, which is not fetched), "valid" (signature and hashes check
+            out; the signer is not on a trust list), "own" (valid, and signed with this computer's own key) or
             "invalid" (the file was changed after signing, or the manifest is broken).
         signer: the signing certificate's common name. issuer: its issuer's organisation/name.
         failures: C2PA failure codes (``assertion.bmffHash.mismatch`` = the media was changed).
@@ -401,15 +452,8 @@ def read_credentials(path: str | os.PathLike[str]) -> CredentialsReport:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no such file: {path}", "check the path")
-    own = signing_key()
-    trust = None
-    if own is not None:
-        try:
-            trust = own.load()[0]
-        except ConfigError:
-            trust = None
     try:
-        with c2pa.Reader(str(path), context=_context(trust)) as reader:
+        with c2pa.Reader(str(path), context=_context(reading=True)) as reader:
             store = json.loads(reader.json())
     except c2pa.C2paError.ManifestNotFound:
         return CredentialsReport("absent")
@@ -418,38 +462,70 @@ def read_credentials(path: str | os.PathLike[str]) -> CredentialsReport:
     except c2pa.C2paError.Io as exc:
         raise InputError(f"cannot read {path}: {exc}", "check that the file exists and is readable") from exc
     except c2pa.C2paError as exc:
-        return CredentialsReport("invalid", failures=(str(exc),))
-    return _report(store)
+        text = str(exc)
+        if "remote" in text.lower():
+            return CredentialsReport("remote", failures=(text,))
+        return CredentialsReport("invalid", failures=(text,))
+    except (ValueError, UnicodeDecodeError) as exc:  # a manifest store that is not JSON
+        return CredentialsReport("invalid", failures=(f"unreadable manifest store: {exc}",))
+    try:
+        own = signing_key()
+        own_serial = own.serial() if own is not None else None
+    except (ConfigError, ValueError):
+        own_serial = None
+    return _report(store, own_serial)
 
 
-def _report(store: dict) -> CredentialsReport:
-    manifest = store.get("manifests", {}).get(store.get("active_manifest", ""), {})
-    results = store.get("validation_results", {}).get("activeManifest", {})
-    failures = tuple(sorted({f.get("code", "") for f in results.get("failure", [])}))
-    state = {"Trusted": "trusted", "Valid": "valid"}.get(store.get("validation_state", ""), "invalid")
-    info = manifest.get("signature_info", {})
-    gen = (manifest.get("claim_generator_info") or [{}])[0]
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _report(store: dict, own_serial: str | None = None) -> CredentialsReport:
+    """The report of a manifest store (c2pa-python's JSON). Every field is checked for its type: the store comes
+    from an untrusted file."""
+    store = _dict(store)
+    manifest = _dict(_dict(store.get("manifests")).get(store.get("active_manifest", "")))
+    results = _dict(_dict(store.get("validation_results")).get("activeManifest"))
+    failures = tuple(sorted({_text(_dict(f).get("code")) or "" for f in results.get("failure", []) or []
+                             if isinstance(f, dict)} - {""}))
+    state = "valid" if store.get("validation_state") in ("Valid", "Trusted") else "invalid"
+    info = _dict(manifest.get("signature_info"))
+    if state == "valid" and own_serial is not None and str(info.get("cert_serial_number")) == own_serial:
+        state = "own"
+    gens = manifest.get("claim_generator_info")
+    gen = _dict(gens[0]) if isinstance(gens, list) and gens else {}
     actions: list[dict] = []
     render: dict = {}
-    for assertion in manifest.get("assertions", []):
-        if assertion.get("label", "").startswith("c2pa.actions"):
-            actions += assertion.get("data", {}).get("actions", [])
-        elif assertion.get("label") == RENDER_ASSERTION:
-            render = assertion.get("data", {})
-    source = next((a.get("digitalSourceType") for a in actions if a.get("action") == "c2pa.created"), None)
-    mark = render.get("watermark", {}).get("id") if isinstance(render.get("watermark"), dict) else None
+    for assertion in manifest.get("assertions", []) if isinstance(manifest.get("assertions"), list) else []:
+        assertion = _dict(assertion)
+        label = _text(assertion.get("label")) or ""
+        if label.startswith("c2pa.actions"):
+            listed = _dict(assertion.get("data")).get("actions")
+            actions += [_dict(a) for a in listed] if isinstance(listed, list) else []
+        elif label == RENDER_ASSERTION:
+            render = _dict(assertion.get("data"))
+    source = next((_text(a.get("digitalSourceType")) for a in actions if a.get("action") == "c2pa.created"), None)
+    mark = _text(_dict(render.get("watermark")).get("id"))
     try:
-        mark_id = int(mark, 16) if mark else None
-    except (TypeError, ValueError):
+        mark_id = int(mark, 16) if mark and len(mark) <= 8 else None
+    except ValueError:
         mark_id = None
-    ingredients = tuple(
-        (str(i.get("title", "")), str(i.get("metadata", {}).get("org.talkingheadstudio.role", "")),
-         str(i.get("metadata", {}).get("org.talkingheadstudio.sha256", "")))
-        for i in manifest.get("ingredients", [])
-    )
-    generator = " ".join(str(gen.get(k, "")) for k in ("name", "version")).strip() or None
-    return CredentialsReport(state, info.get("common_name"), info.get("issuer"), failures, generator, source,
-                             tuple(str(a.get("action")) for a in actions), render.get("engine"), mark_id, ingredients)
+    ingredients = []
+    listed = manifest.get("ingredients")
+    for item in listed if isinstance(listed, list) else []:
+        if not isinstance(item, dict):
+            continue
+        meta = _dict(item.get("metadata"))
+        ingredients.append((_text(item.get("title")) or "", _text(meta.get("org.talkingheadstudio.role")) or "",
+                            _text(meta.get("org.talkingheadstudio.sha256")) or ""))
+    name = " ".join(t for t in (_text(gen.get("name")), _text(gen.get("version"))) if t) or None
+    return CredentialsReport(state, _text(info.get("common_name")), _text(info.get("issuer")), failures, name,
+                             source, tuple(_text(a.get("action")) or "?" for a in actions),
+                             _text(render.get("engine")), mark_id, tuple(ingredients))
 
 
 def ingredients_for(paths: Iterable[tuple[str | os.PathLike[str] | None, str]]) -> tuple[Ingredient, ...]:

@@ -145,6 +145,7 @@ class FrameEncoder:
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._wav: Path | None = None
+        self._extra_temps: list[Path] = []  # the signed copy while it is being written
         self._closed = True  # until ffmpeg runs: nothing for abort()/__del__ to clean up
         remove_stale_temp_files(self.path.parent)
         self._partial: Path | None = _reserve_partial_file(self.path)
@@ -199,7 +200,8 @@ class FrameEncoder:
         """Append one frame.
 
         Args:
-            frame: (height, width, 3) uint8 RGB array (any strides; copied only if not contiguous).
+            frame: (height, width, 3) uint8 RGB array (any strides; never modified: with a watermark it is
+                copied into the encoder's own buffer and marked there, else copied only if not contiguous).
 
         Raises:
             ValueError: wrong type, shape or dtype, or the encoder is already closed.
@@ -294,16 +296,17 @@ class FrameEncoder:
     # -- internals -------------------------------------------------------------------------------
 
     def _sign(self) -> None:
-        """Sign the finished temporary file into a second temporary file, which then replaces it."""
+        """Sign the finished temporary file into a second temporary file, which then takes its place (both are
+        deleted by :meth:`_discard` if anything goes wrong, Ctrl-C included)."""
         signed = _reserve_partial_file(self.path)
+        self._extra_temps.append(signed)
         lock = _lock(signed)
         if lock is not None:
             self._locks.append(lock)
+        self._credentials.sign(self._partial, signed, title=self.path.name)  # type: ignore[union-attr, arg-type]
         unsigned, self._partial = self._partial, signed
-        try:
-            self._credentials.sign(unsigned, signed, title=self.path.name)  # type: ignore[union-attr, arg-type]
-        finally:
-            unsigned.unlink(missing_ok=True)  # type: ignore[union-attr]
+        self._extra_temps.remove(signed)
+        unsigned.unlink(missing_ok=True)  # type: ignore[union-attr]
 
     def _join_reader(self) -> None:
         if self._reader is not None:
@@ -334,7 +337,7 @@ class FrameEncoder:
 
     def _discard(self) -> None:
         """Delete the temporary files, release their locks and mark the encoder closed."""
-        for tmp in (self._partial, self._wav):
+        for tmp in (self._partial, self._wav, *getattr(self, "_extra_temps", ())):
             if tmp is not None:
                 try:
                     tmp.unlink(missing_ok=True)
@@ -346,6 +349,7 @@ class FrameEncoder:
             except OSError:
                 pass
         self._locks = []
+        self._extra_temps = []
         self._partial = None
         self._wav = None
         self._closed = True

@@ -22,8 +22,10 @@ marks, Kutter, "Watermarking resisting to translation, rotation and scaling", SP
   ``min(width, height) / 4`` pixels and repeated over the frame, so that the mark lives at low-mid
   spatial frequencies (cells of ~8 pixels at 1024 px) that survive H.264 and down-scaling.
 * **Embedding.** ``frame += amplitude * field`` on all three channels (a luma-only change). The
-  amplitude follows contrast masking: 1.2 levels in flat regions plus 0.15 x the local RMS of the luma's
-  fine detail, at most 2 levels, and at most 1.85 RMS over the frame (PSNR >= 42.5 dB by construction).
+  amplitude follows contrast masking in the mark's own frequency band: 0.5 levels where the picture has
+  no structure at the cells' scale (plain walls, sky, smooth gradients), plus 0.4 x the local RMS of the
+  luma in that band, at most 3 levels, and at most 1.85 RMS over the frame (PSNR >= 42.5 dB by
+  construction; the field's peaks are ~2x its RMS).
   A fixed dither before rounding keeps sub-level amplitudes from vanishing in 8-bit rounding. The same
   field is added to every frame, so the mark adds up over frames.
 * **Detection** (the video's size, crop and scale are unknown). The luma of the frames is averaged.
@@ -62,17 +64,18 @@ CRC_BITS = 16
 PAYLOAD_BITS = HEADER_BITS + ID_BITS + CRC_BITS
 #: tiles per shorter side of the frame at embedding
 TILES_PER_SIDE = 4
-#: amplitude (8-bit levels) in flat regions and at most, and the masking gain on local activity
-AMPLITUDE_FLAT = 1.2
-AMPLITUDE_MAX = 2.0
-MASK_GAIN = 0.15
+#: amplitude (8-bit levels) in flat regions and at most, and the masking gain on the local RMS of the luma in
+#: the mark's frequency band
+AMPLITUDE_FLAT = 0.5
+AMPLITUDE_MAX = 3.0
+MASK_GAIN = 0.4
 #: at most this RMS amplitude over a frame: MSE = RMS² + the dither's ~0.1 <= 3.6, i.e. PSNR >= 42.5 dB
 AMPLITUDE_RMS = 1.85
 #: the pattern's public seed (changing it makes earlier marks undetectable)
 _SEED = 0x7A1C_5EED
-#: detection: samples per cell, tile periods tried (relative to min side / TILES_PER_SIDE)
+#: detection: samples per cell, the smallest tile period tried and the step between periods
 _OVERSAMPLE = 2
-_SCALE_RANGE = (0.55, 1.25)
+_SMALLEST_PERIOD = 0.55  # x min side / TILES_PER_SIDE: the largest down-scaling + crop searched
 _SCALE_STEP = 1.015
 _MIN_SIDE = 96
 #: below this many pixels on the shorter side a mark holds too little energy to be read reliably (a 256 px
@@ -172,8 +175,8 @@ class WatermarkEmbedder:
     """Adds the mark for ``mark_id`` to frames of one size.
 
     Args:
-        width, height: frame size in pixels (>= 96 each for a detectable mark; smaller frames are
-            marked too but cannot be verified).
+        width, height: frame size in pixels. Frames under :data:`RELIABLE_SIDE` pixels on a side are
+            marked too, but the mark may be too weak to be found after re-encoding (under 96: never).
         mark_id: the 32-bit id to carry (:func:`new_mark_id`).
 
     Use :meth:`apply` on every (height, width, 3) uint8 RGB frame, in place. Cost: ~1-2 ms per 1024²
@@ -199,21 +202,24 @@ class WatermarkEmbedder:
         rng = np.random.default_rng(_SEED + 1)
         self._dither = rng.random((self.height, self.width), dtype=np.float32) - 0.5
         self._small = (max(8, self.width // 4), max(8, self.height // 4))
+        self._cell = max(0.5, period / GRID / 4.0)  # a cell's size on the quarter-resolution copy, pixels
         self._delta: np.ndarray | None = None
         self._up = self._down = None
         self._count = 0
         self._cv2 = cv2
 
     def _amplitude(self, frame: np.ndarray) -> np.ndarray:
-        """Per-pixel amplitude in 8-bit levels: AMPLITUDE_FLAT plus MASK_GAIN x the local RMS of the luma's
-        fine detail (a quarter-resolution estimate over ~6 px), at most AMPLITUDE_MAX (contrast masking: a
-        pattern hides in texture, not on a plain wall, a clear sky or smooth shading)."""
+        """Per-pixel amplitude in 8-bit levels (contrast masking): AMPLITUDE_FLAT plus MASK_GAIN x the local RMS
+        of the luma in the mark's own frequency band (a difference of Gaussians at 0.5 and 2 cells, on a
+        quarter-resolution copy), at most AMPLITUDE_MAX, and scaled down when the frame's RMS amplitude would
+        exceed AMPLITUDE_RMS. A pattern hides among structure of its own scale (folds, hair, fabric, features)
+        and shows on a plain wall, a clear sky or a smooth gradient, so those get little of it."""
         cv2 = self._cv2
         small = cv2.resize(frame, self._small, interpolation=cv2.INTER_AREA)
         gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        detail = gray - cv2.GaussianBlur(gray, (0, 0), 1.0)  # texture, not smooth gradients or shading
-        texture = np.sqrt(cv2.GaussianBlur(detail * detail, (0, 0), 1.5))
-        amp = np.clip(AMPLITUDE_FLAT + MASK_GAIN * texture, AMPLITUDE_FLAT, AMPLITUDE_MAX)
+        band = cv2.GaussianBlur(gray, (0, 0), 0.5 * self._cell) - cv2.GaussianBlur(gray, (0, 0), 2.0 * self._cell)
+        energy = np.sqrt(cv2.GaussianBlur(band * band, (0, 0), 2.0 * self._cell))
+        amp = np.clip(AMPLITUDE_FLAT + MASK_GAIN * energy, AMPLITUDE_FLAT, AMPLITUDE_MAX)
         rms = float(np.sqrt(np.mean(amp * amp)))
         if rms > AMPLITUDE_RMS:  # a busy picture: keep the whole frame's PSNR >= 42.5 dB
             amp *= AMPLITUDE_RMS / rms
@@ -258,8 +264,9 @@ class Detection:
     Attributes:
         found: the header and CRC matched: the studio marked this video as synthetic.
         mark_id: the 32-bit id (None when not found).
-        confidence: 1 - (union bound on the probability that any decoded bit is wrong), in [0, 1];
-            0.0 when nothing was found.
+        confidence: 1 - the false-alarm probability of the search that found it (the chance that an unmarked
+            video passes the header and CRC checks somewhere in it, ~1e-5), in [0, 1]; 0.0 when nothing was
+            found.
         peak: normalised correlation peak (z-score of the energy surface) at the best candidate.
         period_px: tile period found in the examined frames, in pixels.
         frames: number of frames averaged.
@@ -380,7 +387,7 @@ def detect_in_mean(mean_luma: np.ndarray, *, frames: int = 1, candidates: int = 
     if min(h, w) < _MIN_SIDE:
         raise InputError(f"the video is too small to carry a readable mark ({w}x{h})",
                          f"a mark can be read from videos of at least {_MIN_SIDE} pixels on each side")
-    low = _SCALE_RANGE[0] * min(h, w) / TILES_PER_SIDE
+    low = _SMALLEST_PERIOD * min(h, w) / TILES_PER_SIDE
     high = min(h, w) / _MIN_TILES_SEEN
     n_steps = max(1, int(math.log(high / low) / math.log(_SCALE_STEP)) + 1)
     periods = low * _SCALE_STEP ** np.arange(n_steps)

@@ -87,8 +87,8 @@ class VerifyDialog(QDialog):
         self.worker = None
         self.choose_btn.setEnabled(True)
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
-        if self.worker is not None:
+    def done(self, result: int) -> None:  # Close, Esc and the window's X all end here
+        if self.worker is not None:  # stop between files and wait: the thread must not outlive the dialog
             self.worker.cancel()
-            self.worker.wait(30000)
-        super().closeEvent(event)
+            self.worker.wait()
+        super().done(result)
