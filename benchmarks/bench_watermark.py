@@ -65,6 +65,13 @@ def _speech_excerpts(workdir: Path, seconds: float) -> list[Path]:
     return out
 
 
+def _probe_size(path: Path) -> tuple[int, int]:
+    from studio.media.video import probe_media
+
+    info = probe_media(path)
+    return info.width, info.height
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
     return 99.0 if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
@@ -97,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     # everything imported up front: a run takes ~25 min and must not mix code versions
     from studio.app.provenance import detect_mark, verify
-    from studio.media.watermark import WatermarkEmbedder
+    from studio.media.watermark import RELIABLE_SIDE, WatermarkEmbedder
 
     work = args.out or Path(tempfile.mkdtemp(prefix="bench-watermark-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -106,6 +113,7 @@ def main() -> None:
     rows = []
     psnrs: list[float] = []
     hits = {name: 0 for name in ["direct", *TRANSFORMS]}
+    hits_big = dict(hits)  # exports of at least RELIABLE_SIDE pixels on a side
     misses: dict[str, list[str]] = {name: [] for name in hits}
     t_detect = []
     for i in range(args.exports):
@@ -124,9 +132,11 @@ def main() -> None:
             t_detect.append(time.perf_counter() - t0)
             ok = det.found and det.mark_id == mark
             hits[name] += ok
+            hits_big[name] += ok and min(_probe_size(out)) >= RELIABLE_SIDE
             if not ok:
                 misses[name].append(f"{photo.name}+{audio.name}")
-        rows.append({"photo": photo.name, "speech": audio.name, "psnr_min": round(min(psnr), 2)})
+        rows.append({"photo": photo.name, "speech": audio.name, "psnr_min": round(min(psnr), 2),
+                     "size": list(_probe_size(out))})
         print(f"export {i}: {photo.name} {min(psnr):.1f} dB", file=sys.stderr, flush=True)
 
     # false positives on real videos and re-encoded / cropped / scaled excerpts of them
@@ -171,9 +181,12 @@ def main() -> None:
     verify_s = time.perf_counter() - t0
 
     n = args.exports
+    big = sum(min(r["size"]) >= RELIABLE_SIDE for r in rows)
     print(json.dumps({
         "exports": n,
         "detection_rate": {k: round(v / n, 3) for k, v in hits.items()},
+        f"detection_rate_at_least_{RELIABLE_SIDE}px": {k: round(v / max(big, 1), 3) for k, v in hits_big.items()},
+        f"exports_under_{RELIABLE_SIDE}px": n - big,
         "misses": {k: v for k, v in misses.items() if v},
         "false_positives": len(false_positives), "negatives_examined": len(negatives),
         "false_positive_files": false_positives,

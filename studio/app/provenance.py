@@ -17,7 +17,7 @@ from studio.core.errors import StudioError
 from studio.core.events import CancelToken, Job, ProgressMonitor
 from studio.media.credentials import CredentialsReport, read_credentials
 from studio.media.video import mean_luma
-from studio.media.watermark import Detection, detect_in_mean
+from studio.media.watermark import RELIABLE_SIDE, Detection, detect_in_mean
 
 #: exit statuses of ``talkstudio verify``
 MARKED, UNMARKED, ERROR = 0, 1, 2
@@ -89,8 +89,8 @@ class Verification:
         else:
             out.append(f"Watermark: not found ({w.frames} frames examined)")
             if w.weak:
-                out.append(f"  the video is small ({w.size[0]}x{w.size[1]}): below 384 pixels on a side a mark "
-                           "may be too weak to read")
+                out.append(f"  the video is small ({w.size[0]}x{w.size[1]}): below {RELIABLE_SIDE} pixels on a side "
+                           "a mark may be too weak to read")
         if self.error:
             out.append(f"error: {self.error}")
         verdict = {MARKED: "synthetic (marked by Talking Head Studio)" if w is not None and w.found
