@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (the studio needs CPython 3.11)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,cluster]'
 	# mediapipe 0.10.21 is the last release that ships the face-mesh models; --no-deps keeps its
 	# non-headless OpenCV (Qt5 plugins that clash with PySide6) and jax out; see README.
 	$(PY) -m pip install --quiet --no-deps mediapipe==0.10.21

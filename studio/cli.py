@@ -312,6 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the valid rows of JOBS.csv and list the others (default: list them all and run none)")
     b.add_argument("--report", type=Path, metavar="REPORT.json", help="JSON report (default: DIR/batch-report.json)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.add_argument("--cluster", default="local", metavar="local|auto|ray://HOST:PORT",
+                   help="where the jobs run: this process (local, the default); a Ray cluster: `auto` joins the one "
+                        "RAY_ADDRESS names or starts a local one with --workers processes, `ray://HOST:PORT` "
+                        "connects to a running cluster (needs `pip install 'talking-head-studio[cluster]'`; inputs "
+                        "and outputs on a file system every node sees)")
+    b.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes of the local Ray instance that --cluster auto starts (default: all cores)")
 
     e = sub.add_parser("eval", help="measure lip sync and image quality on real talking videos",
                        description="Render each real video from one of its frames and its own soundtrack, then "

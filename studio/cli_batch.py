@@ -62,6 +62,10 @@ def run_batch_command(args: argparse.Namespace, settings: RenderSettings) -> int
     Raises:
         StudioError subclasses for bad arguments (the CLI prints them as one line).
     """
+    if args.cluster != "local":
+        from studio.app.cluster import check_cluster
+
+        check_cluster(args.cluster)
     specs = _specs(args, settings)
     queue = BatchQueue(args.output_dir, create=specs is not None)
     if specs is not None:
@@ -79,8 +83,16 @@ def run_batch_command(args: argparse.Namespace, settings: RenderSettings) -> int
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        events = run_batch(queue, overwrite=args.overwrite, retry_failed=args.retry_failed, cancel=cancel,
-                           report_path=args.report)
+        if args.cluster == "local":
+            if args.workers is not None:
+                raise ConfigError("--workers needs --cluster auto", "add --cluster auto (Ray) to run jobs in parallel")
+            events = run_batch(queue, overwrite=args.overwrite, retry_failed=args.retry_failed, cancel=cancel,
+                               report_path=args.report)
+        else:
+            from studio.app.cluster import run_batch_cluster
+
+            events = run_batch_cluster(queue, cluster=args.cluster, workers=args.workers, overwrite=args.overwrite,
+                                       retry_failed=args.retry_failed, cancel=cancel, report_path=args.report)
         report = _drive(events, quiet=args.quiet)
     finally:
         if previous is not None:

@@ -38,6 +38,7 @@ from studio.core.fileio import atomic_write_text, read_text_bounded
 from studio.core.termination import pid_alive
 from studio.engine.base import Done
 from studio.engine.dub import VIDEO_FITS, DubSettings, dub_video, is_video_identity
+from studio.engine.face.identity import Identity
 from studio.engine.pipeline import RenderRequest, render
 from studio.engine.settings import FLAT_NAMES, PATH_NAMES, RenderSettings, absolute_path
 from studio.engine.sources.settings import is_pose_preset, parse_emotion
@@ -68,7 +69,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     status TEXT NOT NULL DEFAULT 'pending', error TEXT NOT NULL DEFAULT '', hint TEXT NOT NULL DEFAULT '',
     progress REAL NOT NULL DEFAULT 0, pid INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL, started_at REAL, finished_at REAL, elapsed_s REAL,
-    duration_s REAL, frames INTEGER, mark_id TEXT, signed_by TEXT
+    duration_s REAL, frames INTEGER, mark_id TEXT, signed_by TEXT, node TEXT
 );
 """
 _SCHEMA_STATEMENTS = [s.strip() for s in _SCHEMA.split(";") if s.strip()]
@@ -107,7 +108,8 @@ class Job(JobSpec):
         the last run, seconds. duration_s: the output's duration (s); frames: its frame count.
         mark_id: the output's invisible watermark id (8 hex digits). signed_by: the common name of the
         certificate that signed its Content Credentials (None: unsigned, the ``content_credentials`` setting was
-        off). Both are set when the job is done and cleared when it runs again.
+        off). Both are set when the job is done and cleared when it runs again. node: the cluster node that runs
+        or ran it ("host (node id)"; None for a local batch).
     """
 
     id: int = 0
@@ -125,6 +127,7 @@ class Job(JobSpec):
     frames: int | None = None
     mark_id: str | None = None
     signed_by: str | None = None
+    node: str | None = None
 
     @property
     def spec(self) -> JobSpec:
@@ -398,9 +401,11 @@ def _migrate_queue_1_to_2(con: sqlite3.Connection) -> None:
 
 
 def _migrate_queue_2_to_3(con: sqlite3.Connection) -> None:
-    """Schema 3 records each output's provenance marks (watermark id, C2PA signer): two new columns."""
+    """Schema 3 records each output's provenance marks (watermark id, C2PA signer) and which cluster node ran
+    the job: three new columns."""
     con.execute("ALTER TABLE jobs ADD COLUMN mark_id TEXT")
     con.execute("ALTER TABLE jobs ADD COLUMN signed_by TEXT")
+    con.execute("ALTER TABLE jobs ADD COLUMN node TEXT")
 
 
 def media_files(folder: Path, suffixes: Iterable[str]) -> list[Path]:
@@ -800,8 +805,11 @@ class BatchReport:
         return not self.failed and not self.stopped
 
 
-def _job_events(job: Job, *, cancel: CancelToken) -> LongJob[Done]:
-    """The engine's long job for one job: a video identity is re-voiced, a photo animated."""
+def job_events(job: JobSpec, *, cancel: CancelToken, identity: Identity | None = None,
+               threads: int | None = None) -> LongJob[Done]:
+    """The engine's long job for one job: a video identity is re-voiced, a photo animated (``identity``: the
+    photo already loaded and analysed, e.g. shared by a cluster's jobs through Ray's object store; ``threads``:
+    the encoder's threads for a photo's render, None = all cores)."""
     settings = job.settings
     if is_video_identity(job.identity):
         if settings.engine.name != "lite":
@@ -811,8 +819,8 @@ def _job_events(job: Job, *, cancel: CancelToken) -> LongJob[Done]:
                           mouth_offset_ms=settings.mouth_offset_ms, mouth_intensity=settings.mouth_intensity,
                           content_credentials=settings.encode.content_credentials)
         return dub_video(job.identity, job.audio, job.output, dub, cancel=cancel)
-    return render(RenderRequest(image=job.identity, audio=job.audio, output=job.output, settings=settings),
-                  cancel=cancel)
+    return render(RenderRequest(image=job.identity, audio=job.audio, output=job.output, settings=settings,
+                                identity=identity, threads=threads), cancel=cancel)
 
 
 def run_batch(queue: BatchQueue, *, overwrite: bool = False, retry_failed: bool = False,
@@ -844,10 +852,10 @@ def run_batch(queue: BatchQueue, *, overwrite: bool = False, retry_failed: bool 
         queue.release_runner()
 
 
-def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: CancelToken,
-         pause: threading.Event | None, report_path: Path | None) -> Generator[BatchEvent, None, BatchReport]:
-    t_run = time.perf_counter()
-    queue.recover()
+def outstanding_jobs(queue: BatchQueue, *, overwrite: bool, retry_failed: bool) -> tuple[list[Job], list[int]]:
+    """(jobs to run, ids of done jobs skipped) of a queue: pending, cancelled and interrupted jobs, failed ones
+    with ``retry_failed``, done ones whose output no longer verifies (made pending again), everything with
+    ``overwrite``. Shared by the local and the cluster runner."""
     todo: list[Job] = []
     skipped: list[int] = []
     for job in queue.jobs():
@@ -862,6 +870,36 @@ def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: Canc
         elif job.status == "failed" and not retry_failed and not overwrite:
             continue
         todo.append(job)
+    return todo, skipped
+
+
+def settle_before_start(queue: BatchQueue, job: Job, *, overwrite: bool) -> tuple[str, str] | None:
+    """Settle a job that must not run, before it starts: an output outside the folder fails it; an existing
+    output fails it unless ``overwrite``, or is kept as done when it is this job's own complete output from an
+    interrupted attempt. Returns the event (kind "failed" or "skipped", message), or None to run the job (its
+    stale partial files removed)."""
+    escape = _output_problem(queue.output_dir, job.output)
+    if escape is not None:  # a queue written by an older studio, or edited: outputs stay in the folder
+        queue.update(job.id, status="failed", error=escape, finished_at=time.time(),
+                     hint="give the job an output name inside the output folder")
+        return "failed", escape
+    remove_stale_partials(job.output)
+    if job.output.exists() and not overwrite:
+        if job.attempts > 0 and verify_output(job.output, expected_s=None) is None:
+            queue.update(job.id, status="done", progress=1.0, finished_at=time.time(), error="", hint="")
+            return "skipped", "output already complete"
+        queue.update(job.id, status="failed", error=f"{job.output} already exists",
+                     hint="pass --overwrite (or tick Overwrite) to replace it, or choose another output folder",
+                     finished_at=time.time())
+        return "failed", "output exists"
+    return None
+
+
+def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: CancelToken,
+         pause: threading.Event | None, report_path: Path | None) -> Generator[BatchEvent, None, BatchReport]:
+    t_run = time.perf_counter()
+    queue.recover()
+    todo, skipped = outstanding_jobs(queue, overwrite=overwrite, retry_failed=retry_failed)
     weights = [_speech_seconds(j.audio) for j in todo]
     total_w = sum(weights) or 1.0
     done_w = 0.0
@@ -885,32 +923,13 @@ def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: Canc
         job = queue.get(job.id)  # it may have been edited meanwhile
         w = weights[index]
         t_job = time.perf_counter()
-        escape = _output_problem(queue.output_dir, job.output)
-        if escape is not None:  # a queue written by an older studio, or edited: outputs stay in the folder
-            queue.update(job.id, status="failed", error=escape, finished_at=time.time(),
-                         hint="give the job an output name inside the output folder")
+        settled = settle_before_start(queue, job, overwrite=overwrite)
+        if settled is not None:
+            kind, message = settled
             done_w += w
-            ran.append(job.id)
-            yield BatchEvent("failed", queue.get(job.id), index, total, 1.0, "", escape, done_w / total_w,
+            (skipped if kind == "skipped" else ran).append(job.id)
+            yield BatchEvent(kind, queue.get(job.id), index, total, 1.0, "", message, done_w / total_w,
                              eta(done_w / total_w))
-            continue
-        remove_stale_partials(job.output)
-        if job.output.exists() and not overwrite:
-            own = job.attempts > 0 and verify_output(job.output, expected_s=None) is None
-            if own:
-                queue.update(job.id, status="done", progress=1.0, finished_at=time.time(), error="", hint="")
-                done_w += w
-                skipped.append(job.id)
-                yield BatchEvent("skipped", queue.get(job.id), index, total, 1.0, "", "output already complete",
-                                 done_w / total_w, eta(done_w / total_w))
-                continue
-            queue.update(job.id, status="failed", error=f"{job.output} already exists",
-                         hint="pass --overwrite (or tick Overwrite) to replace it, or choose another output folder",
-                         finished_at=time.time())
-            done_w += w
-            ran.append(job.id)
-            yield BatchEvent("failed", queue.get(job.id), index, total, 1.0, "", "output exists",
-                             done_w / total_w, eta(done_w / total_w))
             continue
         queue.update(job.id, status="running", pid=os.getpid(), attempts=job.attempts + 1, progress=0.0,
                      started_at=time.time(), finished_at=None, error="", hint="", mark_id=None, signed_by=None)
@@ -920,7 +939,7 @@ def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: Canc
         last_write = 0.0
         fraction = 0.0  # the running job's progress so far: notices and a cancel report it, not 0
         try:
-            events = _job_events(job, cancel=cancel)
+            events = job_events(job, cancel=cancel)
             while True:  # the job's events become batch events; its return value is the result
                 try:
                     ev = next(events)

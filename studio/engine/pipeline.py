@@ -80,12 +80,19 @@ def load_engine(settings: RenderSettings, *, monitor: ProgressMonitor | None = N
 
 @dataclass(frozen=True)
 class RenderRequest:
-    """What to render: an identity photo and a speech file into an output video path."""
+    """What to render: an identity photo and a speech file into an output video path.
+
+    ``identity``: the photo already loaded and analysed (:func:`load_identity` of ``image`` with the settings'
+    face index), e.g. shared by the jobs of a cluster batch; None loads it here. ``threads``: the video
+    encoder's threads (None: all cores; a cluster task gets the CPUs it was scheduled with).
+    """
 
     image: Path
     audio: Path
     output: Path
     settings: RenderSettings = field(default_factory=RenderSettings)
+    identity: Identity | None = None
+    threads: int | None = None
 
 
 def build_controls(mouth: MouthTrack, settings: RenderSettings, *, cancel: CancelToken | None = None) -> ControlTrack:
@@ -262,8 +269,10 @@ class Session:
 
 
 def prepare(image: Path, audio: Path, settings: RenderSettings, *, cancel: CancelToken | None = None,
-            monitor: ProgressMonitor | None = None) -> Job[Session]:
+            monitor: ProgressMonitor | None = None, identity: Identity | None = None) -> Job[Session]:
     """Load the photo and speech, analyse the speech, build the control track and prepare the engine.
+
+    ``identity``: ``image`` already loaded (:func:`load_identity` with the settings' face index), or None.
 
     Yields Progress (stages "load", then the engine's) and Notices; returns the :class:`Session`.
 
@@ -275,7 +284,8 @@ def prepare(image: Path, audio: Path, settings: RenderSettings, *, cancel: Cance
     check_settings(settings)
     load = monitor.sub(0.0, 0.4)
     yield load.event("load", 0, 3, "reading the photo")
-    identity = load_identity(image, face_index=settings.face_index)
+    if identity is None:
+        identity = load_identity(image, face_index=settings.face_index)
     for note in identity.notices():
         yield Notice(note)
     yield load.event("load", 1, 3, "reading the speech")
@@ -325,5 +335,6 @@ def render(request: RenderRequest, *, cancel: CancelToken | None = None) -> Job[
     t0 = time.perf_counter()
     monitor = ProgressMonitor()
     session = yield from prepare(request.image, request.audio, request.settings, cancel=cancel,
-                                 monitor=monitor.sub(0.0, 0.15))
-    return (yield from session.export(request.output, cancel=cancel, monitor=monitor.sub(0.15, 1.0), t0=t0))
+                                 monitor=monitor.sub(0.0, 0.15), identity=request.identity)
+    return (yield from session.export(request.output, cancel=cancel, monitor=monitor.sub(0.15, 1.0), t0=t0,
+                                      threads=request.threads))

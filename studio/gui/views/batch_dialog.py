@@ -30,7 +30,7 @@ from studio.engine.dub import VIDEO_FITS
 from studio.engine.settings import RenderSettings
 from studio.gui.views.common import MessageLabel, dropped_files
 
-COLUMNS = ("Identity", "Speech", "Output", "FPS", "Status", "Progress", "Error")
+COLUMNS = ("Identity", "Speech", "Output", "FPS", "Status", "Progress", "Node", "Error")
 COL = {name: i for i, name in enumerate(COLUMNS)}
 EDITABLE = ("Output", "FPS")
 FIT_LABELS = {"loop": "Videos loop with a crossfade", "trim": "Videos are trimmed (never repeat)"}
@@ -248,7 +248,7 @@ class BatchDialog(QDialog):
         self._filling = True
         try:
             values = {"Identity": job.identity.name, "Speech": job.audio.name, "Output": job.output.name,
-                      "FPS": f"{job.settings.fps:g}", "Status": job.status,
+                      "FPS": f"{job.settings.fps:g}", "Status": job.status, "Node": job.node or "",
                       "Error": (job.error + (f" — {job.hint}" if job.hint else "")) if job.status == "failed" else ""}
             for name, text in values.items():
                 item = self.table.item(row, COL[name])
@@ -262,6 +262,10 @@ class BatchDialog(QDialog):
                     flags |= Qt.ItemFlag.ItemIsEditable
                 item.setFlags(flags)
                 tip = f"{job.identity}\n{job.audio}\n→ {job.output}"
+                if job.node:
+                    tip += f"\nrun on {job.node} (a cluster node)"
+                if job.mark_id:
+                    tip += f"\nwatermark id {job.mark_id}" + (f", signed by {job.signed_by}" if job.signed_by else "")
                 if job.status == "failed":
                     tip += f"\n\nFailed: {job.error}" + (f"\n{job.hint}" if job.hint else "")
                 item.setToolTip(tip)
