@@ -63,9 +63,10 @@ def run_batch_command(args: argparse.Namespace, settings: RenderSettings) -> int
         StudioError subclasses for bad arguments (the CLI prints them as one line).
     """
     if args.cluster != "local":
-        from studio.app.cluster import check_cluster
+        from studio.app.cluster import _ray, check_cluster
 
         check_cluster(args.cluster)
+        _ray()  # says how to install Ray before anything is queued
     specs = _specs(args, settings)
     queue = BatchQueue(args.output_dir, create=specs is not None)
     if specs is not None:

@@ -620,7 +620,7 @@ class BatchQueue:
                     if same and not overwrite:
                         continue
                     con.execute("UPDATE jobs SET identity=?, audio=?, settings=?, video_fit=?, status='pending', "
-                                "error='', hint='', progress=0, mark_id=NULL, signed_by=NULL WHERE id=?",
+                                "error='', hint='', progress=0, mark_id=NULL, signed_by=NULL, node=NULL WHERE id=?",
                                 (*values, row["id"]))
         finally:
             con.close()
@@ -932,7 +932,8 @@ def _run(queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cancel: Canc
                              eta(done_w / total_w))
             continue
         queue.update(job.id, status="running", pid=os.getpid(), attempts=job.attempts + 1, progress=0.0,
-                     started_at=time.time(), finished_at=None, error="", hint="", mark_id=None, signed_by=None)
+                     started_at=time.time(), finished_at=None, error="", hint="", mark_id=None, signed_by=None,
+                     node=None)
         job = queue.get(job.id)
         ran.append(job.id)
         yield BatchEvent("start", job, index, total, 0.0, "start", "", done_w / total_w, eta(done_w / total_w))

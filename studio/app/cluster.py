@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import threading
 import time
@@ -81,15 +82,22 @@ def connect(cluster: str, workers: int | None = None) -> Iterator[object]:
         raise ConfigError(f"invalid number of workers {workers}", "give 1 or more")
     address = (os.environ.get("RAY_ADDRESS") or None) if cluster == "auto" else cluster
     kwargs: dict = {"log_to_driver": False, "configure_logging": False}
-    if address is None:
+    if address is None:  # "local": a new instance, never a cluster that `ray start` left on this machine
         kwargs.update(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False)
+    elif workers is not None:
+        raise ConfigError(f"--workers sets the size of a local Ray instance, but the batch joins the cluster at "
+                          f"{address}", "leave --workers out (the cluster's nodes decide), or unset RAY_ADDRESS")
+    sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it with sys.exit: keep the CLI's handler
     try:
-        ray.init(address=address, **kwargs)
+        ray.init(address=address or "local", **kwargs)
     except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError, ...
         raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc}" if address else
                           f"cannot start a local Ray instance: {exc}",
                           "check the address (`ray status` on the head node), that the cluster runs the same Ray "
                           "and Python versions, or use --cluster local") from exc
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)
     try:
         yield ray
     finally:
@@ -128,12 +136,35 @@ def _load_identity(path: str, face_index: int) -> object:
         return load_identity(Path(path), face_index=face_index)
     except StudioError as exc:
         return ("error", exc.message, exc.hint)
+    except Exception as exc:  # noqa: BLE001 - reported as each of its jobs' failure
+        return ("error", f"cannot analyse {Path(path).name}: {type(exc).__name__}: {exc}",
+                "this is a bug; please report it with the log")
 
 
-def _run_job(job: dict, identity: object, progress: object, started_at: float) -> dict:
-    """Run one job on a worker; returns its outcome as a dict (never raises for a failed job: only a lost worker
-    makes Ray retry)."""
+def _file_stamp(path: Path) -> list | None:
+    """(inode, size, mtime in ns) of a file, None if it does not exist: compared on the file system's own terms
+    (never against a clock of another machine)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _run_job(job: dict, identity: object, progress: object, before: list | None) -> dict:
+    """Run one job on a worker; returns its outcome as a dict. It never raises for a failed job (only a lost
+    worker makes Ray retry). ``before``: :func:`_file_stamp` of the output when the driver submitted the job."""
     node = _node()
+    try:
+        return _run_job_here(job, identity, progress, before, node)
+    except StudioError as exc:
+        return {"status": "failed", "node": node, "error": exc.message, "hint": exc.hint}
+    except Exception as exc:  # noqa: BLE001 - one broken job must not stop the others
+        return {"status": "failed", "node": node, "error": f"internal error: {type(exc).__name__}: {exc}",
+                "hint": "this is a bug; please report it with the log"}
+
+
+def _run_job_here(job: dict, identity: object, progress: object, before: list | None, node: str) -> dict:
     spec = JobSpec(identity=Path(job["identity"]), audio=Path(job["audio"]), output=Path(job["output"]),
                    settings=RenderSettings.from_dict(job["settings"]), video_fit=job["video_fit"])
 
@@ -147,8 +178,10 @@ def _run_job(job: dict, identity: object, progress: object, started_at: float) -
     if isinstance(identity, tuple) and identity and identity[0] == "error":
         return {"status": "failed", "error": identity[1], "hint": identity[2], "node": node}
     out = spec.output
-    # Ray re-runs a task whose worker died; if the lost attempt had already finished the file, keep it
-    if out.exists() and out.stat().st_mtime >= started_at and verify_output(out, expected_s=None) is None:
+    # Ray re-runs a task whose worker died: if the lost attempt had already finished the file (it changed since
+    # the driver submitted the job, and it verifies), keep it rather than render it again
+    now = _file_stamp(out)
+    if now is not None and now != before and verify_output(out, expected_s=None) is None:
         from studio.media.video import probe_media
 
         info = probe_media(out)
@@ -157,27 +190,21 @@ def _run_job(job: dict, identity: object, progress: object, started_at: float) -
     last = [0.0]
 
     def on_progress(ev: Progress) -> None:
-        now = time.monotonic()
-        if now - last[0] >= PROGRESS_EVERY_S:
-            last[0] = now
+        t = time.monotonic()
+        if t - last[0] >= PROGRESS_EVERY_S:
+            last[0] = t
             report(ev.fraction)
 
     cpus = max(1, int(job.get("cpus", 1)))
-    try:
-        import cv2
+    import cv2
 
-        cv2.setNumThreads(cpus)  # the task was scheduled with this many CPUs: stay within them
-        result = drive(job_events(spec, cancel=CancelToken(), identity=None if is_video_identity(spec.identity)
-                                  else identity, threads=cpus), on_progress=on_progress)
-        reason = verify_output(out, expected_s=result.duration_s, fps=result.fps)
-        if reason is not None:
-            return {"status": "failed", "node": node, "error": f"{out.name} did not verify after rendering: {reason}",
-                    "hint": "check free disk space on the shared folder and run the batch again"}
-    except StudioError as exc:
-        return {"status": "failed", "node": node, "error": exc.message, "hint": exc.hint}
-    except Exception as exc:  # noqa: BLE001 - one broken job must not stop the others
-        return {"status": "failed", "node": node, "error": f"internal error: {type(exc).__name__}: {exc}",
-                "hint": "this is a bug; please report it with the log"}
+    cv2.setNumThreads(cpus)  # the task was scheduled with this many CPUs: stay within them
+    result = drive(job_events(spec, cancel=CancelToken(), identity=None if is_video_identity(spec.identity)
+                              else identity, threads=cpus), on_progress=on_progress)
+    reason = verify_output(out, expected_s=result.duration_s, fps=result.fps)
+    if reason is not None:
+        return {"status": "failed", "node": node, "error": f"{out.name} did not verify after rendering: {reason}",
+                "hint": "check free disk space on the shared folder and run the batch again"}
     return {"status": "done", "node": node, "n_frames": result.n_frames, "duration_s": result.duration_s,
             "fps": result.fps, "signed_by": result.signed_by,
             "mark_id": None if result.mark_id is None else f"{result.mark_id:08x}"}
@@ -224,6 +251,9 @@ def _drive(ray, queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cance
                                                 "same path (NFS, SMB, a cloud file store) and give that path")
     queue.recover()
     todo, skipped = outstanding_jobs(queue, overwrite=overwrite, retry_failed=retry_failed)
+    if any(job.settings.engine.name == "neural" for job in todo) and not ray.cluster_resources().get("GPU"):
+        raise ConfigError("the batch has neural-engine jobs, but the Ray cluster has no GPU",
+                          "add a node with a GPU to the cluster, or give those jobs engine=lite")
     load_identity = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_load_identity)
     run_job = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(_run_job)
     progress = Queue()
@@ -280,7 +310,7 @@ def _drive(ray, queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cance
                 spec = job.to_json()
                 future = run_job.options(num_cpus=CPUS_PER_JOB, num_gpus=gpus).remote(
                     {**{k: spec[k] for k in ("id", "identity", "audio", "output", "settings", "video_fit")},
-                     "cpus": CPUS_PER_JOB}, ref, progress, started)
+                     "cpus": CPUS_PER_JOB}, ref, progress, _file_stamp(job.output))
                 in_flight[future] = job
             if pause is not None and pause.is_set() and not in_flight:
                 stopped = "paused"
@@ -307,9 +337,13 @@ def _drive(ray, queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cance
                 job = in_flight.pop(future)
                 try:
                     out = ray.get(future)
-                except Exception as exc:  # noqa: BLE001 - the worker was lost more than MAX_RETRIES times
-                    out = {"status": "failed", "error": f"the job's worker was lost {MAX_RETRIES + 1} times: "
-                                                        f"{type(exc).__name__}", "node": None,
+                except Exception as exc:  # noqa: BLE001 - a lost worker/node (after retries), out of memory, ...
+                    lost = type(exc).__name__ in ("WorkerCrashedError", "NodeDiedError", "ObjectLostError",
+                                                  "OwnerDiedError", "OutOfMemoryError")
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                    out = {"status": "failed", "node": None,
+                           "error": (f"the job's worker was lost {MAX_RETRIES + 1} times ({type(exc).__name__})"
+                                     if lost else f"the cluster could not run the job: {first}"),
                            "hint": "check the cluster's nodes (memory, `ray status`) and resume the batch"}
                 fraction.pop(job.id, None)
                 done_w += weights[job.id]
