@@ -95,6 +95,13 @@ def test_batch_dialog_drop_edit_run_and_resume_from_cli(qtbot, media, capsys):
     assert dlg.progress_of(jobs["renamed.mp4"].id) == 1000
     assert dlg.overall.value() == 1000 and "Finished: 2 done, 1 failed" in dlg.status.text()
     assert dlg.report is not None and dlg.report.report_path.is_file()
+    # a local run has no node; a cluster's driver records one, and the dialog shows it with the output's marks
+    assert dlg.table.item(done_row, COL["Node"]).text() == ""
+    assert jobs["renamed.mp4"].mark_id in dlg.table.item(done_row, COL["Status"]).toolTip()
+    queue.update(jobs["renamed.mp4"].id, node="render-box-3 (a1b2c3d4)")
+    dlg.refresh()
+    assert dlg.table.item(done_row, COL["Node"]).text() == "render-box-3 (a1b2c3d4)"
+    queue.update(jobs["renamed.mp4"].id, node=None)
 
     # the CLI sees the same queue: nothing is redone, the failure is reported again
     capsys.readouterr()
