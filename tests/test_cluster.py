@@ -103,6 +103,7 @@ def test_a_cluster_batch_matches_a_local_one(cluster, jobs_csv, tmp_path):
     p = _batch([str(jobs_csv), "--output-dir", str(remote), "--cluster", "auto"], cluster)
     out = p.communicate(timeout=TIMEOUT_S)[0]
     assert p.returncode == 1, out
+    assert "the video is small (256x256)" in out  # the engine's notices reach the driver, as locally
     assert _outcome(remote) == _outcome(local)
     assert _outcome(remote)["job12.mp4"][0] == "failed" and "no face" in _outcome(remote)["job12.mp4"][1]
     jobs = BatchQueue(remote).jobs()

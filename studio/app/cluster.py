@@ -168,9 +168,9 @@ def _run_job_here(job: dict, identity: object, progress: object, before: list | 
     spec = JobSpec(identity=Path(job["identity"]), audio=Path(job["audio"]), output=Path(job["output"]),
                    settings=RenderSettings.from_dict(job["settings"]), video_fit=job["video_fit"])
 
-    def report(fraction: float) -> None:
+    def report(fraction: float, notice: tuple[str, str] | None = None) -> None:
         try:
-            progress.put_nowait((job["id"], float(fraction), node, os.getpid()))  # type: ignore[attr-defined]
+            progress.put_nowait((job["id"], float(fraction), node, os.getpid(), notice))  # type: ignore[attr-defined]
         except Exception:  # noqa: BLE001 - progress is best effort
             pass
 
@@ -189,7 +189,10 @@ def _run_job_here(job: dict, identity: object, progress: object, before: list | 
                 "duration_s": info.duration, "fps": info.fps, "mark_id": None, "signed_by": None, "kept": True}
     last = [0.0]
 
+    last_fraction = [0.0]
+
     def on_progress(ev: Progress) -> None:
+        last_fraction[0] = ev.fraction
         t = time.monotonic()
         if t - last[0] >= PROGRESS_EVERY_S:
             last[0] = t
@@ -200,7 +203,8 @@ def _run_job_here(job: dict, identity: object, progress: object, before: list | 
 
     cv2.setNumThreads(cpus)  # the task was scheduled with this many CPUs: stay within them
     result = drive(job_events(spec, cancel=CancelToken(), identity=None if is_video_identity(spec.identity)
-                              else identity, threads=cpus), on_progress=on_progress)
+                              else identity, threads=cpus), on_progress=on_progress,
+                   on_notice=lambda ev: report(last_fraction[0], (ev.level, ev.message)))
     reason = verify_output(out, expected_s=result.duration_s, fps=result.fps)
     if reason is not None:
         return {"status": "failed", "node": node, "error": f"{out.name} did not verify after rendering: {reason}",
@@ -318,7 +322,7 @@ def _drive(ray, queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cance
             finished, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.2) if in_flight else ([], [])
             while True:  # progress and the node of each running job, as the workers report them
                 try:
-                    job_id, frac, node, _pid = progress.get_nowait()
+                    job_id, frac, node, _pid, notice = progress.get_nowait()
                 except Empty:
                     break
                 if job_id not in weights or queue.get(job_id).status != "running":
@@ -329,7 +333,9 @@ def _drive(ray, queue: BatchQueue, *, overwrite: bool, retry_failed: bool, cance
                 if first:
                     queue.update(job_id, node=node, progress=frac)
                     yield event("start", job_id, 0.0, "start", node)
-                elif now - last_write.get(job_id, 0.0) >= PROGRESS_EVERY_S:
+                if notice is not None:  # the engine's notices, as a local batch yields them
+                    yield event("notice", job_id, fraction[job_id], notice[0], notice[1])
+                elif not first and now - last_write.get(job_id, 0.0) >= PROGRESS_EVERY_S:
                     last_write[job_id] = now
                     queue.update(job_id, progress=frac)
                     yield event("progress", job_id, frac, "render", f"on {node}")
