@@ -53,6 +53,29 @@ def cluster():
     finally:
         subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(temp, ignore_errors=True)
+        _wait_for_ray_to_exit()
+
+
+def _wait_for_ray_to_exit(timeout_s: float = 60.0) -> None:
+    """Ray's processes end asynchronously after `ray stop` / `ray.shutdown()`: wait, so that the next tests (timed
+    GUI waits among them) do not share the two cores with a cluster that is still winding down."""
+    names = ("raylet", "gcs_server", "ray::", "default_worker.py", "dashboard", "log_monitor.py", "monitor.py")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = []
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if proc.info["pid"] != os.getpid() and any(n in cmd for n in names):
+                alive.append(proc.info["pid"])
+        if not alive:
+            return
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ray_gone_afterwards():
+    yield
+    _wait_for_ray_to_exit()
 
 
 @pytest.fixture(scope="module")
